@@ -1,0 +1,111 @@
+"""Command line: ``minigan gradcheck`` (and, as they arrive, train / sample / eval)."""
+import argparse
+import sys
+
+import numpy as np
+
+from . import nn
+from .backend import BackendError, has_cupy, to_backend
+from .gan.losses import OBJECTIVES, gan_objective
+from .gradcheck import check_loss, check_net
+from .ops.losses import bce_with_logits
+
+TOLERANCE = 1e-7
+
+
+def _away_from_zero(rng, shape, margin=0.05):
+    """Inputs whose |x| >= margin: finite differences never straddle a kink at 0."""
+    return rng.choice([-1.0, 1.0], size=shape) * rng.uniform(margin, 1.5, size=shape)
+
+
+def layer_cases():
+    """(name, configuration, layer or list of layers, input shape, train) for every layer."""
+    C, CT = nn.Conv2d, nn.ConvTranspose2d
+    return [
+        ("Linear", "5->3", nn.Linear(5, 3), (4, 5), True),
+        ("Linear", "5->3, no bias, 3-d input", nn.Linear(5, 3, bias=False), (2, 3, 5), True),
+        ("Conv2d", "k3 s1 p1", C(2, 3, 3, padding=1), (2, 2, 5, 5), True),
+        ("Conv2d", "k(3,2) s(2,1) p(1,0) d(1,2)", C(2, 3, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)),
+         (2, 2, 7, 6), True),
+        ("Conv2d", "k4 padding='same' d2, no bias", C(2, 2, 4, padding="same", dilation=2, bias=False), (1, 2, 6, 5), True),
+        ("ConvTranspose2d", "k3 s2 p1 op1", CT(2, 3, 3, stride=2, padding=1, output_padding=1), (2, 2, 3, 4), True),
+        ("ConvTranspose2d", "k(2,3) s(1,3) p(0,1) op(1,2) d(2,1)",
+         CT(3, 2, (2, 3), stride=(1, 3), padding=(0, 1), output_padding=(1, 2), dilation=(2, 1)), (2, 3, 3, 3), True),
+        ("BatchNorm1d", "train, (N, C)", nn.BatchNorm1d(3), (5, 3), True),
+        ("BatchNorm1d", "train, (N, C, L)", nn.BatchNorm1d(3), (4, 3, 2), True),
+        ("BatchNorm2d", "train", nn.BatchNorm2d(3), (3, 3, 2, 3), True),
+        ("BatchNorm2d", "eval", nn.BatchNorm2d(3), (3, 3, 2, 3), False),
+        ("BatchNorm2d", "train, affine=False", nn.BatchNorm2d(2, affine=False), (3, 2, 2, 2), True),
+        ("LayerNorm", "(3, 4)", nn.LayerNorm((3, 4)), (2, 3, 4), True),
+        ("Dropout", "p=0.3, train", nn.Dropout(0.3), (4, 6), True),
+        ("ReLU", "", nn.ReLU(), (3, 4), True),
+        ("LeakyReLU", "slope 0.2", nn.LeakyReLU(0.2), (3, 4), True),
+        ("Tanh", "", nn.Tanh(), (3, 4), True),
+        ("Sigmoid", "", nn.Sigmoid(), (3, 4), True),
+        ("Flatten", "", [nn.Flatten(), nn.Linear(12, 2)], (2, 3, 2, 2), True),
+        ("Reshape", "(3, 2, 2)", [nn.Linear(4, 12), nn.Reshape(3, 2, 2)], (2, 4), True),
+        ("Upsample", "x2", nn.Upsample(2), (2, 2, 3, 2), True),
+        ("AvgPool2d", "k2", nn.AvgPool2d(2), (2, 2, 4, 5), True),
+        ("AvgPool2d", "k3 s2 p1 count_include_pad=False", nn.AvgPool2d(3, 2, 1, count_include_pad=False),
+         (2, 2, 5, 4), True),
+        ("Residual", "conv-BN-ReLU-conv + 1x1 conv shortcut",
+         nn.Residual(nn.Sequential(C(2, 3, 3, padding=1, bias=False), nn.BatchNorm2d(3), nn.ReLU(), C(3, 3, 3, padding=1), _init=False),
+                     C(2, 3, 1)), (2, 2, 4, 4), True),
+    ]
+
+
+def run_gradcheck(backends, out=sys.stdout):
+    """Print one row per op and configuration; return the number of failures."""
+    failures = 0
+    print(f"{'backend':8} {'op':16} {'configuration':40} {'max rel error':>14}  result", file=out)
+    for backend in backends:
+        for i, (name, config, layer, shape, train) in enumerate(layer_cases()):
+            layers = layer if isinstance(layer, list) else [layer]
+            net = nn.Sequential(*layers, dtype=np.float64, seed=i).to(backend)
+            rng = np.random.default_rng(100 + i)
+            x = to_backend(_away_from_zero(rng, shape), backend)
+            err = max(check_net(net, x, train=train, seed=i).values())
+            failures += _row(backend, name, config + ("" if train or "eval" in config else " (eval)"), err, out)
+        rng = np.random.default_rng(7)
+        logits = to_backend(rng.normal(0, 3, (6, 1)), backend)
+        target = to_backend(rng.uniform(0, 1, (6, 1)), backend)
+        err = check_loss(lambda z: bce_with_logits(z, target), [logits])[0]
+        failures += _row(backend, "bce_with_logits", "soft targets", err, out)
+        for obj_name in OBJECTIVES:
+            obj = gan_objective(obj_name)
+            r = to_backend(_away_from_zero(rng, (5, 1)) * 2 + 0.0, backend)
+            f = to_backend(_away_from_zero(rng, (5, 1)) * 2, backend)
+            r[abs(abs(r) - 1) < 0.05] += 0.1     # keep hinge's kinks at +-1 out of reach
+            f[abs(abs(f) - 1) < 0.05] += 0.1
+            failures += _row(backend, obj_name, "d_loss", max(check_loss(obj.d_loss, [r, f])), out)
+            failures += _row(backend, obj_name, "g_loss", check_loss(obj.g_loss, [f])[0], out)
+    print(f"{'all passed' if not failures else f'{failures} FAILED'} (tolerance {TOLERANCE:g})", file=out)
+    return failures
+
+
+def _row(backend, name, config, err, out):
+    ok = err <= TOLERANCE
+    print(f"{backend:8} {name:16} {config:40} {err:14.3e}  {'ok' if ok else 'FAIL'}", file=out)
+    return 0 if ok else 1
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="minigan", description="minigan: an autograd-free GAN engine")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("gradcheck", help="check every layer, loss and objective against finite differences",
+                       description="Checks every backward pass against float64 central differences on every "
+                                   "available backend; exits non-zero on any failure.")
+    p.add_argument("--backend", choices=["numpy", "cupy", "all"], default="all",
+                   help="backend(s) to check (default: every available one)")
+    args = parser.parse_args(argv)
+    if args.command == "gradcheck":
+        if args.backend == "all":
+            backends = ["numpy"] + (["cupy"] if has_cupy() else [])
+        else:
+            backends = [args.backend]
+        try:
+            return 1 if run_gradcheck(backends) else 0
+        except BackendError as e:
+            print(f"minigan: error: {e}", file=sys.stderr)
+            return 2
+    return 0

@@ -1,0 +1,26 @@
+"""Scalar losses that return (loss, dinput) in one call; ``loss`` is a 0-d array of the input's
+backend (``float(loss)`` reads it)."""
+import numpy as np
+
+from .activations import sigmoid, softplus
+from ..backend import get_xp
+
+
+def bce_with_logits(logits, target):
+    """loss = mean( softplus(x) - t x ),  i.e. -mean( t log σ(x) + (1 - t) log(1 - σ(x)) ),
+    evaluated as max(x, 0) - t x + log1p(e^-|x|), finite for logits of any size.
+    dloss/dx = (σ(x) - t) / numel.     target: an array broadcastable to logits, or a scalar.
+    Reference: torch.nn.BCEWithLogitsLoss (reduction='mean')."""
+    xp = get_xp(logits)
+    t = xp.asarray(target, dtype=logits.dtype)
+    if t.ndim and np.broadcast_shapes(t.shape, logits.shape) != logits.shape:
+        raise ValueError(f"bce_with_logits: target shape {t.shape} does not broadcast to logits shape {logits.shape}")
+    n = logits.size
+    loss = (softplus(logits) - t * logits).sum() / n
+    return loss, (sigmoid(logits) - t) / n
+
+
+def mse(pred, target):
+    """loss = mean (p - t)^2;  dloss/dp = 2 (p - t) / numel.  Reference: torch.nn.MSELoss."""
+    diff = pred - target
+    return (diff * diff).sum() / pred.size, diff * (2 / pred.size)

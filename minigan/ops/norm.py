@@ -1,0 +1,100 @@
+"""Normalisation: BatchNorm (statistics over every axis but the channel axis 1) and LayerNorm
+(statistics over the trailing axes). Both are one normalisation core plus an affine map.
+
+References: Ioffe & Szegedy (2015); Ba, Kiros & Hinton (2016); torch.nn.BatchNorm2d / LayerNorm docs.
+"""
+from . import check_dout
+
+
+def normalize_forward(x, axes, eps):
+    """xhat = (x - mean) * invstd,  mean = E[x],  var = E[(x - mean)^2] (biased),
+    invstd = 1 / sqrt(var + eps); the statistics are taken over ``axes`` (kept as size-1 axes)."""
+    mean = x.mean(axis=axes, keepdims=True)
+    xc = x - mean
+    var = (xc * xc).mean(axis=axes, keepdims=True)
+    invstd = 1 / (var + eps) ** 0.5
+    return xc * invstd, mean, var, invstd
+
+
+def normalize_backward(dxhat, xhat, invstd, axes):
+    """Gradient through xhat = (x - mean) invstd, with M = the number of elements reduced:
+        dvar  = -1/2 invstd^2 sum(dxhat * xhat)          (d var, using x - mean = xhat / invstd)
+        dmean = -invstd sum(dxhat)                        (the dvar term vanishes: sum(x - mean) = 0)
+        dx    = dxhat invstd + dvar 2 (x - mean) / M + dmean / M
+    """
+    m = xhat.size // invstd.size
+    dvar = -0.5 * invstd * invstd * (dxhat * xhat).sum(axis=axes, keepdims=True)
+    dmean = -invstd * dxhat.sum(axis=axes, keepdims=True)
+    return dxhat * invstd + dvar * (2 / m) * (xhat / invstd) + dmean / m
+
+
+def _channel_shape(x):
+    return (1, x.shape[1]) + (1,) * (x.ndim - 2)
+
+
+def batch_norm_forward(x, weight, bias, running_mean, running_var, train, momentum, eps):
+    """y = gamma xhat + beta, per channel (axis 1).
+
+    train: xhat from the batch statistics; if running buffers are given they are updated in place
+        r_mean <- (1 - m) r_mean + m mean,   r_var <- (1 - m) r_var + m var * M / (M - 1)
+        (the unbiased variance, as torch does; M = elements per channel).
+    eval:  xhat = (x - r_mean) / sqrt(r_var + eps).
+    x (N, C, ...), gamma/beta/running stats (C,) or None.
+    """
+    shape = _channel_shape(x)
+    axes = (0,) + tuple(range(2, x.ndim))
+    if train:
+        xhat, mean, var, invstd = normalize_forward(x, axes, eps)
+        if running_mean is not None:
+            m_count = x.size // x.shape[1]
+            running_mean *= 1 - momentum
+            running_mean += momentum * mean.reshape(-1)
+            running_var *= 1 - momentum
+            running_var += momentum * var.reshape(-1) * (m_count / (m_count - 1))
+    else:
+        invstd = (1 / (running_var + eps) ** 0.5).reshape(shape)
+        xhat = (x - running_mean.reshape(shape)) * invstd
+    y = xhat * weight.reshape(shape) + bias.reshape(shape) if weight is not None else xhat
+    return y, (xhat, invstd, weight, train, axes)
+
+
+def batch_norm_backward(dy, cache, param_grads=True):
+    """dgamma = sum(dy xhat);  dbeta = sum(dy);  dxhat = dy gamma; then
+    train: dx = normalize_backward(dxhat)  (batch statistics depend on x);
+    eval:  dx = dxhat invstd               (running statistics are constants).
+    Returns (dx, dgamma, dbeta); the last two are None without affine or ``param_grads``.
+    """
+    xhat, invstd, weight, train, axes = cache
+    check_dout("batch_norm_backward", dy, xhat.shape)
+    dxhat = dy * weight.reshape(invstd.shape) if weight is not None else dy
+    dx = normalize_backward(dxhat, xhat, invstd, axes) if train else dxhat * invstd
+    if not param_grads or weight is None:
+        return dx, None, None
+    return dx, (dy * xhat).sum(axis=axes), dy.sum(axis=axes)
+
+
+def layer_norm_forward(x, weight, bias, n_axes, eps):
+    """y = gamma xhat + beta with xhat normalised over the last ``n_axes`` axes of each sample;
+    gamma, beta have the shape of those axes (or are None)."""
+    axes = tuple(range(x.ndim - n_axes, x.ndim))
+    xhat, _, _, invstd = normalize_forward(x, axes, eps)
+    y = xhat
+    if weight is not None:
+        y = xhat * weight
+    if bias is not None:
+        y = y + bias
+    return y, (xhat, invstd, weight, bias is not None, axes)
+
+
+def layer_norm_backward(dy, cache, param_grads=True):
+    """dgamma = sum_batch(dy xhat);  dbeta = sum_batch(dy);  dx = normalize_backward(dy gamma)."""
+    xhat, invstd, weight, has_bias, axes = cache
+    check_dout("layer_norm_backward", dy, xhat.shape)
+    dxhat = dy * weight if weight is not None else dy
+    dx = normalize_backward(dxhat, xhat, invstd, axes)
+    if not param_grads:
+        return dx, None, None
+    batch_axes = tuple(range(xhat.ndim - len(axes)))
+    dweight = (dy * xhat).sum(axis=batch_axes) if weight is not None else None
+    dbias = dy.sum(axis=batch_axes) if has_bias else None
+    return dx, dweight, dbias

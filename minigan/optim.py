@@ -1,0 +1,294 @@
+"""Optimizers, regularisers, clipping and LR schedules.  Update rules follow torch.optim exactly.
+
+``opt.step(params, grads)`` updates the arrays of ``params`` (a name -> array dict, usually
+``net.parameters()``) in place; ``grads`` has the same keys (a missing key skips that parameter,
+as a ``None`` grad does in torch).  Optimizers never compute gradients.
+"""
+import math
+
+import numpy as np
+
+from .backend import get_xp, to_backend
+
+
+class Optimizer:
+    """Base class: per-parameter state keyed by parameter name, and the ``lr`` schedules change."""
+
+    hyper_names = ("lr", "weight_decay")
+
+    def __init__(self, lr, weight_decay=0.0):
+        if not lr >= 0:
+            raise ValueError(f"{type(self).__name__}: lr must be >= 0, got {lr!r}")
+        if not weight_decay >= 0:
+            raise ValueError(f"{type(self).__name__}: weight_decay must be >= 0, got {weight_decay!r}")
+        self.lr, self.weight_decay = float(lr), float(weight_decay)
+        self.state = {}
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(f'{k}={getattr(self, k)!r}' for k in self.hyper_names)})"
+
+    def step(self, params, grads):
+        """Update every parameter that has a gradient, in place."""
+        unknown = [k for k in grads if k not in params]
+        if unknown:
+            raise KeyError(f"{type(self).__name__}.step: gradients for unknown parameters {unknown}")
+        for name, p in params.items():
+            g = grads.get(name)
+            if g is None:
+                continue
+            if g.shape != p.shape:
+                raise ValueError(f"{type(self).__name__}.step: gradient of {name!r} has shape {tuple(g.shape)}, "
+                                 f"parameter has {tuple(p.shape)}")
+            self._update(name, p, g, self.state.setdefault(name, {}))
+
+    def _update(self, name, p, g, st):
+        raise NotImplementedError
+
+    def state_dict(self):
+        """{"hyperparams": {...}, "state": {param name: {key: array}}} (copies; ints become 0-d arrays)."""
+        hyper = {k: getattr(self, k) for k in self.hyper_names}
+        state = {n: {k: (v.copy() if hasattr(v, "copy") else np.asarray(v)) for k, v in st.items()}
+                 for n, st in self.state.items()}
+        return {"hyperparams": hyper, "state": state}
+
+    def load_state_dict(self, state_dict):
+        hyper = state_dict["hyperparams"]
+        unknown = set(hyper) - set(self.hyper_names)
+        if unknown:
+            raise KeyError(f"{type(self).__name__}.load_state_dict: unknown hyperparameters {sorted(unknown)}")
+        for k, v in hyper.items():
+            setattr(self, k, tuple(float(b) for b in v) if isinstance(v, (list, tuple, np.ndarray)) and k == "betas"
+                    else type(getattr(self, k))(v))
+        self.state = {n: {k: (int(v) if k == "step" else v.copy()) for k, v in st.items()}
+                      for n, st in state_dict["state"].items()}
+
+    def to(self, backend):
+        """Move the state arrays to another backend (after net.to(...))."""
+        self.state = {n: {k: (v if k == "step" else to_backend(v, backend)) for k, v in st.items()}
+                      for n, st in self.state.items()}
+        return self
+
+
+class SGD(Optimizer):
+    """g <- g + wd p;   momentum: b <- mu b + (1 - dampening) g  (b = g at the first step),
+    g <- g + mu b (nesterov) or b;   p <- p - lr g.      Reference: torch.optim.SGD."""
+
+    hyper_names = ("lr", "momentum", "dampening", "nesterov", "weight_decay")
+
+    def __init__(self, lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(lr, weight_decay)
+        if not momentum >= 0:
+            raise ValueError(f"SGD: momentum must be >= 0, got {momentum!r}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("SGD: nesterov momentum requires momentum > 0 and dampening = 0")
+        self.momentum, self.dampening, self.nesterov = float(momentum), float(dampening), bool(nesterov)
+
+    def _update(self, name, p, g, st):
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        if self.momentum:
+            buf = st.get("momentum_buffer")
+            if buf is None:
+                buf = st["momentum_buffer"] = g.copy()
+            else:
+                buf *= self.momentum
+                buf += (1 - self.dampening) * g
+            g = g + self.momentum * buf if self.nesterov else buf
+        p -= self.lr * g
+
+
+def _lerp_(a, b, w):
+    """a <- a + w (b - a), in place, evaluated with torch's two branches (w < 0.5 or not)."""
+    if abs(w) < 0.5:
+        a += w * (b - a)
+    else:
+        a[...] = b - (b - a) * (1 - w)
+
+
+class Adam(Optimizer):
+    """t <- t + 1;  g <- g + wd p;  m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
+    vmax <- max(vmax, v) (amsgrad);  p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+    Reference: Kingma & Ba (2015); torch.optim.Adam (single-tensor path)."""
+
+    hyper_names = ("lr", "betas", "eps", "weight_decay", "amsgrad")
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
+        super().__init__(lr, weight_decay)
+        betas = tuple(float(b) for b in betas)
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"{type(self).__name__}: betas must be two numbers in [0, 1), got {betas!r}")
+        if not eps >= 0:
+            raise ValueError(f"{type(self).__name__}: eps must be >= 0, got {eps!r}")
+        self.betas, self.eps, self.amsgrad = betas, float(eps), bool(amsgrad)
+
+    def _update(self, name, p, g, st):
+        self._adam(p, g, st, self.weight_decay)
+
+    def _adam(self, p, g, st, l2):
+        b1, b2 = self.betas
+        if not st:
+            xp = get_xp(p)
+            st.update(step=0, exp_avg=xp.zeros_like(p), exp_avg_sq=xp.zeros_like(p))
+            if self.amsgrad:
+                st["max_exp_avg_sq"] = xp.zeros_like(p)
+        st["step"] += 1
+        t = st["step"]
+        if l2:
+            g = g + l2 * p
+        m, v = st["exp_avg"], st["exp_avg_sq"]
+        _lerp_(m, g, 1 - b1)
+        v *= b2
+        v += (1 - b2) * g * g
+        step_size = self.lr / (1 - b1 ** t)
+        bc2_sqrt = (1 - b2 ** t) ** 0.5
+        if self.amsgrad:
+            get_xp(p).maximum(st["max_exp_avg_sq"], v, out=st["max_exp_avg_sq"])
+            v = st["max_exp_avg_sq"]
+        denom = v ** 0.5 / bc2_sqrt + self.eps
+        p -= step_size * (m / denom)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: p <- p (1 - lr wd) before the Adam step (no wd in g).
+    Reference: Loshchilov & Hutter (2019); torch.optim.AdamW."""
+
+    hyper_names = ("lr", "betas", "eps", "weight_decay", "amsgrad")
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False):
+        super().__init__(lr, betas, eps, weight_decay, amsgrad)
+
+    def _update(self, name, p, g, st):
+        p *= 1 - self.lr * self.weight_decay
+        self._adam(p, g, st, 0.0)
+
+
+# ---------------------------------------------------------------- regularisers and clipping
+
+def _add_into(grads, name, g):
+    if name in grads:
+        grads[name] += g
+    else:
+        grads[name] = g
+
+
+def l1_regularization(params, strength, grads=None):
+    """loss = λ Σ |p|;   dloss/dp = λ sign(p) (0 at 0).   Adds into ``grads`` (in place) when given.
+    -> (loss as float, grads)."""
+    grads = {} if grads is None else grads
+    loss = 0.0
+    for name, p in params.items():
+        loss += float(get_xp(p).abs(p).sum())
+        _add_into(grads, name, strength * get_xp(p).sign(p))
+    return strength * loss, grads
+
+
+def l2_regularization(params, strength, grads=None):
+    """loss = λ/2 Σ p^2;   dloss/dp = λ p.   (Equivalent to SGD/Adam ``weight_decay``.)"""
+    grads = {} if grads is None else grads
+    loss = 0.0
+    for name, p in params.items():
+        loss += float((p * p).sum())
+        _add_into(grads, name, strength * p)
+    return 0.5 * strength * loss, grads
+
+
+def global_norm(arrays, norm_type=2.0):
+    """The norm of all arrays together: (Σ_i ||a_i||_q^q)^(1/q), or max |a| for q = inf."""
+    arrays = list(arrays)
+    if not arrays:
+        return 0.0
+    xp = get_xp(*arrays)
+    if norm_type == math.inf:
+        return float(max(float(xp.abs(a).max()) for a in arrays))
+    norms = xp.stack([xp.linalg.norm(a.ravel(), ord=norm_type) for a in arrays])
+    return float(xp.linalg.norm(norms, ord=norm_type))
+
+
+def clip_grad_norm(grads, max_norm, norm_type=2.0):
+    """Scale all gradients by min(1, max_norm / (total_norm + 1e-6)) in place (torch's rule);
+    returns the total norm before clipping.   Reference: torch.nn.utils.clip_grad_norm_."""
+    total = global_norm(grads.values(), norm_type)
+    coef = min(max_norm / (total + 1e-6), 1.0)
+    for g in grads.values():
+        g *= coef
+    return total
+
+
+def clip_grad_value(arrays, clip_value):
+    """Clamp every array into [-clip_value, clip_value] in place.  On gradients this is
+    torch.nn.utils.clip_grad_value_; on parameters it is WGAN's weight clipping."""
+    if not clip_value >= 0:
+        raise ValueError(f"clip_grad_value: clip_value must be >= 0, got {clip_value!r}")
+    for a in arrays.values():
+        get_xp(a).clip(a, -clip_value, clip_value, out=a)
+    return arrays
+
+
+# ---------------------------------------------------------------- LR schedules
+
+class LRSchedule:
+    """Sets ``optimizer.lr`` from the step count; construction sets the initial lr (epoch 0).
+    Call ``step()`` once per optimizer step (or per epoch, as you define it)."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+        self.base_lr = optimizer.lr
+        self.last_epoch = 0
+        optimizer.lr = self.lr_at(0)
+
+    def lr_at(self, t):
+        raise NotImplementedError
+
+    def step(self):
+        self.last_epoch += 1
+        self.optimizer.lr = self.lr_at(self.last_epoch)
+        return self.optimizer.lr
+
+    def state_dict(self):
+        return {"base_lr": self.base_lr, "last_epoch": self.last_epoch}
+
+    def load_state_dict(self, sd):
+        self.base_lr, self.last_epoch = float(sd["base_lr"]), int(sd["last_epoch"])
+        self.optimizer.lr = self.lr_at(self.last_epoch)
+
+
+class StepLR(LRSchedule):
+    """lr_t = lr_0 gamma^floor(t / step_size).   Reference: torch.optim.lr_scheduler.StepLR."""
+
+    def __init__(self, optimizer, step_size, gamma=0.1):
+        if not isinstance(step_size, int) or step_size < 1:
+            raise ValueError(f"StepLR: step_size must be a positive int, got {step_size!r}")
+        self.step_size, self.gamma = step_size, float(gamma)
+        super().__init__(optimizer)
+
+    def lr_at(self, t):
+        return self.base_lr * self.gamma ** (t // self.step_size)
+
+
+class ExponentialLR(LRSchedule):
+    """lr_t = lr_0 gamma^t.   Reference: torch.optim.lr_scheduler.ExponentialLR."""
+
+    def __init__(self, optimizer, gamma):
+        self.gamma = float(gamma)
+        super().__init__(optimizer)
+
+    def lr_at(self, t):
+        return self.base_lr * self.gamma ** t
+
+
+class CosineAnnealingLR(LRSchedule):
+    """lr_t = eta_min + (lr_0 - eta_min) (1 + cos(pi t / T_max)) / 2.
+    Reference: Loshchilov & Hutter (2017); torch.optim.lr_scheduler.CosineAnnealingLR (closed form)."""
+
+    def __init__(self, optimizer, T_max, eta_min=0.0):
+        if not isinstance(T_max, int) or T_max < 1:
+            raise ValueError(f"CosineAnnealingLR: T_max must be a positive int, got {T_max!r}")
+        self.T_max, self.eta_min = T_max, float(eta_min)
+        super().__init__(optimizer)
+
+    def lr_at(self, t):
+        return self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * t / self.T_max)) / 2
+
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "l1_regularization", "l2_regularization", "global_norm",
+           "clip_grad_norm", "clip_grad_value", "LRSchedule", "StepLR", "ExponentialLR", "CosineAnnealingLR"]
