@@ -42,9 +42,9 @@ def numerical_vjp(f, x, dout, h=1e-6):
     for i in range(x.size):
         old = float(flat[i])
         flat[i] = old + h
-        fp = f(x)
+        fp = f(x).copy()      # copies: an output may be a view of x (Flatten, Reshape, Upsample x1)
         flat[i] = old - h
-        fm = f(x)
+        fm = f(x).copy()
         flat[i] = old
         gflat[i] = (((fp - fm) * dout).sum()) / (2 * h)
     return grad
@@ -58,9 +58,9 @@ def directional_error(f, x, dout, dx, h=1e-6, rng=None):
     u = xp.asarray(u / np.linalg.norm(u))
     x0 = x.copy()
     x[...] = x0 + h * u
-    fp = f(x)
+    fp = f(x).copy()
     x[...] = x0 - h * u
-    fm = f(x)
+    fm = f(x).copy()
     x[...] = x0
     numeric = float(((fp - fm) * dout).sum()) / (2 * h)
     analytic = float((dx * u).sum())
