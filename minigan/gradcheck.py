@@ -16,16 +16,17 @@ from .backend import get_xp
 __all__ = ["rel_error", "numerical_vjp", "directional_error", "check_net", "check_loss"]
 
 
-def rel_error(a, b):
-    """max |a - b| / max(max |a|, max |b|): the worst error relative to the gradient's scale
-    (0 when both are all zero)."""
+def rel_error(a, b, floor=0.0):
+    """max |a - b| / max(max |a|, max |b|, floor): the worst error relative to the gradient's scale
+    (0 when both are all zero).  ``floor`` sets the smallest scale that counts, for gradients that
+    are legitimately ~0 (a saturated loss, a conv bias just before BatchNorm)."""
     xp = get_xp(a, b)
     a, b = xp.asarray(a, dtype=np.float64), xp.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"rel_error: shapes differ, {a.shape} vs {b.shape}")
     if a.size == 0:
         return 0.0
-    scale = max(float(xp.abs(a).max()), float(xp.abs(b).max()))
+    scale = max(float(xp.abs(a).max()), float(xp.abs(b).max()), floor)
     return 0.0 if scale == 0 else float(xp.abs(a - b).max()) / scale
 
 

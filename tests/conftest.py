@@ -33,8 +33,8 @@ def shared_data(*parts):
     return path
 
 
-def assert_rel(actual, expected, tol, what=""):
-    err = minigan.gradcheck.rel_error(minigan.asnumpy(actual), np.asarray(expected))
+def assert_rel(actual, expected, tol, what="", floor=0.0):
+    err = minigan.gradcheck.rel_error(minigan.asnumpy(actual), np.asarray(expected), floor)
     assert err <= tol, f"{what}: max relative error {err:.3e} > {tol:g}"
     return err
 

@@ -14,7 +14,9 @@ from conftest import compare_with_torch, torch_net_like
 from strategies import ALL_CASES
 
 FD_TOL = 1e-7
-TORCH_TOL = {np.float64: 1e-10, np.float32: 1e-5}
+# float32: both sides round differently (another summation order); sums with cancellation (a bias
+# gradient, a BN mean) lose a few more digits than eps32 ~ 1.2e-7 suggests
+TORCH_TOL = {np.float64: 1e-10, np.float32: 1e-4}
 
 
 def _net(case, dtype, seed):

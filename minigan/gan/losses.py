@@ -37,9 +37,9 @@ class Objective:
         r, f = logit_real, logit_fake
         nr, nf = r.size, f.size
         if self.name in ("minimax", "non_saturating"):
-            # d/dr softplus(-r) = σ(r) - 1;   d/df softplus(f) = σ(f)
+            # d/dr softplus(-r) = σ(r) - 1 = -σ(-r) (no cancellation);   d/df softplus(f) = σ(f)
             loss = _mean(softplus(-r)) + _mean(softplus(f))
-            return loss, (sigmoid(r) - 1) / nr, sigmoid(f) / nf
+            return loss, -sigmoid(-r) / nr, sigmoid(f) / nf
         if self.name == "wasserstein":
             return _mean(f) - _mean(r), get_xp(r).full_like(r, -1 / nr), get_xp(f).full_like(f, 1 / nf)
         if self.name == "hinge":
@@ -57,8 +57,8 @@ class Objective:
             # log(1 - σ(f)) = -softplus(f);   d/df = -σ(f)
             return -_mean(softplus(f)), -sigmoid(f) / n
         if self.name == "non_saturating":
-            # -log σ(f) = softplus(-f);   d/df = σ(f) - 1
-            return _mean(softplus(-f)), (sigmoid(f) - 1) / n
+            # -log σ(f) = softplus(-f);   d/df = σ(f) - 1 = -σ(-f)
+            return _mean(softplus(-f)), -sigmoid(-f) / n
         if self.name == "least_squares":
             return 0.5 * _mean((f - 1) ** 2), (f - 1) / n
         # wasserstein, hinge: -mean f;   d/df = -1/n

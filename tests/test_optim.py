@@ -1,0 +1,136 @@
+"""Optimizer trajectories against torch.optim (float64, <= 1e-12), schedules, clipping, L1/L2."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import minigan
+from minigan import optim
+
+from conftest import assert_rel
+
+CONFIGS = [
+    ("SGD", dict(lr=0.1)),
+    ("SGD", dict(lr=0.05, momentum=0.9)),
+    ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.3, weight_decay=0.01)),
+    ("SGD", dict(lr=0.05, momentum=0.8, nesterov=True, weight_decay=0.1)),
+    ("Adam", dict(lr=1e-2)),
+    ("Adam", dict(lr=2e-4, betas=(0.5, 0.999))),
+    ("Adam", dict(lr=1e-2, betas=(0.0, 0.9), eps=1e-6, weight_decay=0.1)),
+    ("Adam", dict(lr=1e-2, amsgrad=True, weight_decay=0.01)),
+    ("AdamW", dict(lr=1e-2)),
+    ("AdamW", dict(lr=1e-2, betas=(0.5, 0.99), weight_decay=0.3, amsgrad=True)),
+]
+
+
+@pytest.mark.parametrize("name,kw", CONFIGS)
+@given(seed=st.integers(0, 2**16), steps=st.integers(1, 30))
+def test_trajectory_matches_torch(name, kw, seed, steps):
+    rng = np.random.default_rng(seed)
+    params = {"a": rng.standard_normal((3, 4)), "b": rng.standard_normal(5)}
+    tparams = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
+    opt = getattr(minigan, name)(**kw)
+    topt = getattr(torch.optim, name)(list(tparams.values()), **kw)
+    for t in range(steps):
+        grads = {k: rng.standard_normal(v.shape) * (10.0 ** rng.integers(-4, 2)) for k, v in params.items()}
+        if t % 7 == 3:
+            grads.pop("b")            # a parameter without a gradient is skipped, as in torch
+        opt.step(params, grads)
+        for k, p in tparams.items():
+            p.grad = torch.tensor(grads[k]) if k in grads else None
+        topt.step()
+    for k in params:
+        assert_rel(params[k], tparams[k].detach().numpy(), 1e-12, f"{name} {kw} parameter {k}")
+
+
+def test_state_dict_round_trip_continues_identically():
+    rng = np.random.default_rng(0)
+    p1 = {"w": rng.standard_normal(6)}
+    p2 = {"w": p1["w"].copy()}
+    a, b = minigan.Adam(lr=0.01, amsgrad=True), minigan.Adam(lr=0.5)
+    gs = [{"w": rng.standard_normal(6)} for _ in range(6)]
+    for g in gs[:3]:
+        a.step(p1, g)
+        b.step(p2, g) if False else None
+    b.load_state_dict(a.state_dict())
+    p2["w"][...] = p1["w"]
+    assert b.lr == 0.01 and b.amsgrad is True
+    for g in gs[3:]:
+        a.step(p1, g)
+        b.step(p2, g)
+    np.testing.assert_array_equal(p1["w"], p2["w"])
+
+
+def test_step_rejects_unknown_and_misshapen_grads():
+    opt = minigan.SGD(lr=0.1)
+    with pytest.raises(KeyError, match="unknown parameters"):
+        opt.step({"w": np.zeros(3)}, {"v": np.zeros(3)})
+    with pytest.raises(ValueError, match="shape"):
+        opt.step({"w": np.zeros(3)}, {"w": np.zeros(4)})
+    with pytest.raises(ValueError, match="nesterov"):
+        minigan.SGD(lr=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="betas"):
+        minigan.Adam(betas=(0.9, 1.5))
+
+
+@pytest.mark.parametrize("sched,kw", [("StepLR", dict(step_size=3, gamma=0.5)),
+                                      ("ExponentialLR", dict(gamma=0.9)),
+                                      ("CosineAnnealingLR", dict(T_max=7, eta_min=1e-4))])
+def test_schedules_match_torch(sched, kw):
+    opt = minigan.Adam(lr=0.1)
+    s = getattr(minigan, sched)(opt, **kw)
+    tp = torch.zeros(1, requires_grad=True)
+    topt = torch.optim.Adam([tp], lr=0.1)
+    ts = getattr(torch.optim.lr_scheduler, sched)(topt, **kw)
+    for _ in range(20):
+        assert math.isclose(opt.lr, topt.param_groups[0]["lr"], rel_tol=1e-12, abs_tol=1e-15)
+        topt.step()
+        ts.step()
+        s.step()
+    s2 = getattr(minigan, sched)(minigan.Adam(lr=0.1), **kw)
+    s2.load_state_dict(s.state_dict())
+    assert s2.optimizer.lr == opt.lr
+
+
+def test_clip_grad_norm_matches_torch():
+    rng = np.random.default_rng(0)
+    for max_norm, norm_type in [(0.5, 2.0), (100.0, 2.0), (0.3, 1.0), (0.2, math.inf)]:
+        grads = {"a": rng.standard_normal((3, 3)), "b": rng.standard_normal(4)}
+        ts = [torch.zeros(3, 3, dtype=torch.float64, requires_grad=True), torch.zeros(4, dtype=torch.float64, requires_grad=True)]
+        for t, g in zip(ts, grads.values()):
+            t.grad = torch.tensor(g.copy())
+        total = minigan.clip_grad_norm(grads, max_norm, norm_type)
+        ttotal = torch.nn.utils.clip_grad_norm_(ts, max_norm, norm_type)
+        assert math.isclose(total, float(ttotal), rel_tol=1e-12)
+        for t, g in zip(ts, grads.values()):
+            assert_rel(g, t.grad.numpy(), 1e-12, f"clipped grads {max_norm} {norm_type}")
+
+
+def test_clip_value_and_regularisers():
+    g = {"a": np.array([-3.0, 0.5, 2.0])}
+    minigan.clip_grad_value(g, 1.0)
+    np.testing.assert_array_equal(g["a"], [-1.0, 0.5, 1.0])
+    p = {"w": np.array([-2.0, 0.0, 3.0])}
+    loss, grads = minigan.l1_regularization(p, 0.1)
+    assert math.isclose(loss, 0.5) and np.allclose(grads["w"], [-0.1, 0.0, 0.1])
+    loss, grads = minigan.l2_regularization(p, 0.1, grads={"w": np.ones(3)})
+    assert math.isclose(loss, 0.65) and np.allclose(grads["w"], [0.8, 1.0, 1.3])
+
+
+def test_sgd_weight_decay_equals_l2_regularization():
+    rng = np.random.default_rng(3)
+    p1 = {"w": rng.standard_normal(5)}
+    p2 = {"w": p1["w"].copy()}
+    g = rng.standard_normal(5)
+    minigan.SGD(lr=0.1, weight_decay=0.2).step(p1, {"w": g})
+    _, grads = minigan.l2_regularization(p2, 0.2, grads={"w": g.copy()})
+    minigan.SGD(lr=0.1).step(p2, grads)
+    np.testing.assert_allclose(p1["w"], p2["w"], rtol=1e-15)
+
+
+def test_global_norm_empty_and_inf():
+    assert optim.global_norm([]) == 0.0
+    assert optim.global_norm([np.array([1.0, -5.0])], math.inf) == 5.0
