@@ -194,8 +194,10 @@ class Conv2d(Layer):
         _check_input(self, x, (4,), self.in_channels, params["weight"].dtype, "(N, C, H, W)")
         oh, ow = self.output_hw(*x.shape[2:])
         if oh < 1 or ow < 1:
-            raise LayerInputError(self, f"input of spatial size {tuple(x.shape[2:])} is too small: with this "
-                                        f"kernel, padding and dilation the output would be {oh}x{ow}")
+            span = tuple(d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel_size))
+            padded = tuple(s + lo + hi for s, (lo, hi) in zip(x.shape[2:], self.pads))
+            raise LayerInputError(self, f"input of spatial size {tuple(x.shape[2:])} is too small: the (dilated) "
+                                        f"kernel spans {span} but the padded input is only {padded}")
         return conv_ops.conv2d_forward(x, params["weight"], params.get("bias"), self.stride, self.pads, self.dilation)
 
     def apply_backward(self, params, dy, cache, param_grads):

@@ -134,6 +134,8 @@ def compare_with_torch(net, tnet, xs, train, tol, rng):
             p.grad = None
         yt = tnet(xt)
         yt.backward(torch.from_numpy(dy))
+        assert y.dtype == dx.dtype == net.dtype and all(g.dtype == net.dtype for g in grads.values()), \
+            "a result left the network's dtype"
         worst = max(worst, assert_rel(y, yt.detach().numpy(), tol, "output"),
                     assert_rel(dx, xt.grad.numpy(), tol, "input gradient"))
         tgrads = {k: p.grad.numpy() for k, p in tnet.named_parameters()}

@@ -14,9 +14,11 @@ from conftest import compare_with_torch, torch_net_like
 from strategies import ALL_CASES
 
 FD_TOL = 1e-7
-# float32: both sides round differently (another summation order); sums with cancellation (a bias
-# gradient, a BN mean) lose a few more digits than eps32 ~ 1.2e-7 suggests
-TORCH_TOL = {np.float64: 1e-10, np.float32: 1e-4}
+# float32: both sides round differently (another summation order), and a sum with cancellation
+# (a bias or BN-scale gradient, dgamma = sum(dy xhat)) keeps fewer digits than eps32 ~ 1.2e-7
+# suggests: no fixed relative bound is principled there.  The float64 bound is the correctness
+# proof; the float32 one catches dtype bugs (a float64 upcast, a wrong cast), which are O(1).
+TORCH_TOL = {np.float64: 1e-10, np.float32: 1e-3}
 
 
 def _net(case, dtype, seed):

@@ -7,17 +7,18 @@ from ..backend import get_xp
 
 
 def bce_with_logits(logits, target):
-    """loss = mean( softplus(x) - t x ),  i.e. -mean( t log σ(x) + (1 - t) log(1 - σ(x)) ),
-    evaluated as max(x, 0) - t x + log1p(e^-|x|), finite for logits of any size.
-    dloss/dx = (σ(x) - t) / numel.     target: an array broadcastable to logits, or a scalar.
-    Reference: torch.nn.BCEWithLogitsLoss (reduction='mean')."""
+    """loss = -mean( t log σ(x) + (1 - t) log(1 - σ(x)) ) = mean( t softplus(-x) + (1 - t) softplus(x) ),
+    a sum of two non-negative, stably evaluated terms: finite and accurate for logits of any size
+    (torch's form max(x, 0) - t x + log1p(e^-|x|) loses the digits of losses below ~eps |x|).
+    dloss/dx = ((1 - t) σ(x) - t σ(-x)) / numel   (= (σ(x) - t) / numel, without cancellation at t = 0, 1).
+    target: an array broadcastable to logits, or a scalar.  Reference: torch.nn.BCEWithLogitsLoss."""
     xp = get_xp(logits)
     t = xp.asarray(target, dtype=logits.dtype)
     if t.ndim and np.broadcast_shapes(t.shape, logits.shape) != logits.shape:
         raise ValueError(f"bce_with_logits: target shape {t.shape} does not broadcast to logits shape {logits.shape}")
     n = logits.size
-    loss = (softplus(logits) - t * logits).sum() / n
-    return loss, (sigmoid(logits) - t) / n
+    loss = (t * softplus(-logits) + (1 - t) * softplus(logits)).sum() / n
+    return loss, ((1 - t) * sigmoid(logits) - t * sigmoid(-logits)) / n
 
 
 def mse(pred, target):
