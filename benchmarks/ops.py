@@ -1,0 +1,106 @@
+"""Per-op timings: minigan vs PyTorch in the same run (forward, and forward+backward).
+
+    python benchmarks/ops.py [--backend numpy|cupy] [--batch 64] [--dtype float32] [--repeats 7]
+
+Prints, per op: median ms for minigan and torch, the ratio minigan/torch, and minigan's achieved
+GFLOP/s for the convolutions (2 * MACs; backward counts backward-data + backward-filter).
+"""
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import minigan
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _twins import torch_module  # noqa: E402
+
+
+def _sync(backend):
+    if backend == "cupy":
+        import cupy
+        cupy.cuda.get_current_device().synchronize()
+
+
+def median_ms(fn, repeats, sync):
+    fn()
+    sync()                                          # warm-up excluded
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def cases(batch):
+    C, CT, BN = minigan.Conv2d, minigan.ConvTranspose2d, minigan.BatchNorm2d
+    return [  # (name, layer, input shape, forward MACs)
+        ("Conv2d 1->64 k4 s2 32x32", C(1, 64, 4, 2, 1, bias=False), (batch, 1, 32, 32), batch * 64 * 16 * 16 * 1 * 16),
+        ("Conv2d 64->128 k4 s2 16x16", C(64, 128, 4, 2, 1, bias=False), (batch, 64, 16, 16), batch * 128 * 8 * 8 * 64 * 16),
+        ("Conv2d 128->256 k4 s2 8x8", C(128, 256, 4, 2, 1, bias=False), (batch, 128, 8, 8), batch * 256 * 4 * 4 * 128 * 16),
+        ("ConvT 100->256 k4 s1 1x1", CT(100, 256, 4, 1, 0, bias=False), (batch, 100, 1, 1), batch * 100 * 256 * 16),
+        ("ConvT 256->128 k4 s2 4x4", CT(256, 128, 4, 2, 1, bias=False), (batch, 256, 4, 4), batch * 256 * 16 * 128 * 16),
+        ("ConvT 128->64 k4 s2 8x8", CT(128, 64, 4, 2, 1, bias=False), (batch, 128, 8, 8), batch * 128 * 64 * 64 * 16),
+        ("BatchNorm2d 128 16x16", BN(128), (batch, 128, 16, 16), 0),
+        ("Linear 1024->784", minigan.Linear(1024, 784), (batch, 1024), batch * 1024 * 784),
+    ]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--repeats", type=int, default=7)
+    args = ap.parse_args()
+    import torch
+
+    dev = "cuda" if args.backend == "cupy" else "cpu"
+    tdtype = getattr(torch, args.dtype)
+    sync = (lambda: _sync(args.backend))
+    tsync = (lambda: torch.cuda.synchronize()) if dev == "cuda" else (lambda: None)
+    print(f"# {platform.processor() or platform.machine()}, backend {args.backend}, {args.dtype}, batch {args.batch}, "
+          f"numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+          f"median of {args.repeats}")
+    print(f"{'op':30} {'pass':8} {'minigan ms':>11} {'torch ms':>9} {'ratio':>6} {'GFLOP/s':>8}")
+    for name, layer, shape, macs in cases(args.batch):
+        net = minigan.Sequential(layer, dtype=np.dtype(args.dtype), seed=0).to(args.backend)
+        tnet = torch_module(layer).to(dev, tdtype)
+        tnet.load_state_dict({k: torch.from_numpy(minigan.asnumpy(v)) for k, v in net.state_dict().items()})
+        x = np.random.default_rng(0).standard_normal(shape).astype(args.dtype)
+        gx = minigan.to_backend(x, args.backend)
+        tx = torch.from_numpy(x).to(dev).requires_grad_(True)
+        y, _ = net.forward(gx)
+        dy = minigan.to_backend(np.random.default_rng(1).standard_normal(y.shape).astype(args.dtype), args.backend)
+        tdy = torch.from_numpy(minigan.asnumpy(dy)).to(dev)
+
+        def fwd():
+            net.forward(gx, train=True)
+
+        def fwd_bwd():
+            out, tape = net.forward(gx, train=True)
+            net.backward(dy, tape)
+
+        def tfwd():
+            with torch.no_grad():
+                tnet(tx)
+
+        def tfwd_bwd():
+            tnet.zero_grad(set_to_none=True)
+            tx.grad = None
+            tnet(tx).backward(tdy)
+
+        for label, f, tf, flops in (("fwd", fwd, tfwd, 2 * macs), ("fwd+bwd", fwd_bwd, tfwd_bwd, 6 * macs)):
+            ms, tms = median_ms(f, args.repeats, sync), median_ms(tf, args.repeats, tsync)
+            gflops = f"{flops / ms / 1e6:8.1f}" if flops else f"{'':8}"
+            print(f"{name:30} {label:8} {ms:11.3f} {tms:9.3f} {ms / tms:6.2f} {gflops}")
+
+
+if __name__ == "__main__":
+    main()

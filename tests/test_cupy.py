@@ -1,0 +1,80 @@
+"""CuPy backend against the NumPy backend (float64 <= 1e-12, float32 <= 1e-5).  Skips cleanly
+without cupy and a GPU; run on the device machine."""
+import numpy as np
+import pytest
+
+import minigan
+from minigan import cli
+
+pytestmark = pytest.mark.skipif(not minigan.has_cupy(), reason="needs cupy and a CUDA GPU")
+
+CASES = cli.layer_cases()
+
+
+def _pair_of_nets(layers, dtype, seed):
+    layers = layers if isinstance(layers, list) else [layers]
+    a = minigan.Sequential(*layers, dtype=dtype, seed=seed)
+    b = minigan.Sequential(*layers, dtype=dtype, seed=seed).to("cupy")
+    return a, b
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+@pytest.mark.parametrize("i", range(len(CASES)), ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_cupy_matches_numpy(i, dtype, tol):
+    name, config, layers, shape, train = CASES[i]
+    net, gnet = _pair_of_nets(layers, dtype, i)
+    rng = np.random.default_rng(i)
+    for _ in range(2):
+        x = rng.standard_normal(shape).astype(dtype)
+        y, tape = net.forward(x, train=train, rng=np.random.default_rng(5))
+        gy, gtape = gnet.forward(minigan.to_backend(x, "cupy"), train=train, rng=np.random.default_rng(5))
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        dx, grads = net.backward(dy, tape)
+        gdx, ggrads = gnet.backward(minigan.to_backend(dy, "cupy"), gtape)
+        assert minigan.gradcheck.rel_error(minigan.asnumpy(gy), y) <= tol
+        assert minigan.gradcheck.rel_error(minigan.asnumpy(gdx), dx) <= tol
+        for k in grads:
+            assert minigan.gradcheck.rel_error(minigan.asnumpy(ggrads[k]), grads[k]) <= tol, k
+        gsd = gnet.state_dict()
+        for k, v in net.state_dict().items():
+            assert minigan.gradcheck.rel_error(minigan.asnumpy(gsd[k]), v) <= tol, k
+
+
+def test_gradcheck_on_cupy_passes():
+    assert cli.run_gradcheck(["cupy"]) == 0
+
+
+@pytest.mark.parametrize("name,kw", [("SGD", dict(lr=0.1, momentum=0.9, nesterov=True)),
+                                     ("Adam", dict(lr=1e-2, amsgrad=True)), ("AdamW", dict(lr=1e-2))])
+def test_optimizers_on_cupy_match_numpy(name, kw):
+    rng = np.random.default_rng(0)
+    p = {"w": rng.standard_normal((4, 3))}
+    gp = minigan.to_backend({"w": p["w"].copy()}, "cupy")
+    a, b = getattr(minigan, name)(**kw), getattr(minigan, name)(**kw)
+    for _ in range(10):
+        g = {"w": rng.standard_normal((4, 3))}
+        a.step(p, g)
+        b.step(gp, minigan.to_backend(g, "cupy"))
+    assert minigan.gradcheck.rel_error(minigan.asnumpy(gp["w"]), p["w"]) <= 1e-12
+
+
+@pytest.mark.parametrize("name", minigan.OBJECTIVES)
+def test_objectives_on_cupy_match_numpy(name):
+    rng = np.random.default_rng(1)
+    r, f = rng.standard_normal((6, 1)) * 5, rng.standard_normal((6, 1)) * 5
+    obj = minigan.gan_objective(name)
+    host = obj.d_loss(r, f) + obj.g_loss(f)
+    dev = obj.d_loss(minigan.to_backend(r, "cupy"), minigan.to_backend(f, "cupy")) + obj.g_loss(minigan.to_backend(f, "cupy"))
+    for h, d in zip(host, dev):
+        assert minigan.gradcheck.rel_error(minigan.asnumpy(d), np.asarray(h)) <= 1e-12
+
+
+def test_set_backend_cupy_makes_cupy_nets():
+    minigan.set_backend("cupy")
+    try:
+        net = minigan.Sequential(minigan.Linear(3, 2), seed=0)
+        assert net.backend == "cupy" and minigan.backend.is_cupy_array(net.parameters()["0.weight"])
+        with pytest.raises(minigan.BackendError, match="mixed"):
+            net.forward(np.zeros((2, 3), np.float32))
+    finally:
+        minigan.set_backend("numpy")
