@@ -14,11 +14,10 @@ from conftest import compare_with_torch, torch_net_like
 from strategies import ALL_CASES
 
 FD_TOL = 1e-7
-# float32: both sides round differently (another summation order), and a sum with cancellation
-# (a bias or BN-scale gradient, dgamma = sum(dy xhat)) keeps fewer digits than eps32 ~ 1.2e-7
-# suggests: no fixed relative bound is principled there.  The float64 bound is the correctness
-# proof; the float32 one catches dtype bugs (a float64 upcast, a wrong cast), which are O(1).
-TORCH_TOL = {np.float64: 1e-10, np.float32: 1e-3}
+# float32 is judged against a float64 reference, side by side with torch's own float32 error:
+# sums with cancellation (dbias = sum dy, dgamma = sum dy xhat) keep fewer digits than eps32
+# suggests, so no fixed bound against torch float32 is principled (see compare_with_torch)
+TORCH_TOL = {np.float64: 1e-10, np.float32: 1e-5}
 
 
 def _net(case, dtype, seed):
@@ -60,9 +59,10 @@ def test_torch_parity(kind, dtype, data):
         elif name.endswith("running_var"):
             buf *= np.linspace(0.5, 2.0, buf.size).astype(dtype)
     tnet = torch_net_like(net)
+    reference = torch_net_like(net).double() if dtype == np.float32 else None
     rng = np.random.default_rng(2)
     xs = [_input(rng, shape, dtype) for _ in range(2)]
-    compare_with_torch(net, tnet, xs, train, TORCH_TOL[dtype], rng)
+    compare_with_torch(net, tnet, xs, train, TORCH_TOL[dtype], rng, reference)
 
 
 def test_param_grads_false_gives_same_dx_and_no_grads():
