@@ -11,3 +11,15 @@ def check_dout(op, dout, shape):
     if tuple(dout.shape) != tuple(shape):
         raise ValueError(f"{op}: upstream gradient has shape {tuple(dout.shape)}, "
                          f"but the forward output had shape {tuple(shape)}")
+
+
+def accurate_sum(x, axis, keepdims=False):
+    """``x.sum(axis)`` with a float64 accumulator, returned in x's dtype.
+
+    Bias, BatchNorm and LayerNorm gradients are sums that cancel heavily (dbeta = sum dy); a float32
+    accumulator loses digits there (torch's CPU kernels use cascade sums for the same reason).
+    No float64 copy of ``x`` is made: the cast happens inside the reduction.
+    """
+    if x.dtype.itemsize < 8:
+        return x.sum(axis=axis, dtype="float64", keepdims=keepdims).astype(x.dtype)
+    return x.sum(axis=axis, keepdims=keepdims)

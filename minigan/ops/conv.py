@@ -7,7 +7,7 @@ The transposed convolution's forward is the convolution's backward-data and vice
 two share ``im2col`` (a strided view, no copy) and ``col2im`` (strided-slice accumulation).
 Reference: torch.nn.Conv2d / torch.nn.ConvTranspose2d docs; Dumoulin & Visin (2016).
 """
-from . import check_dout
+from . import accurate_sum, check_dout
 from ..backend import as_strided, get_xp
 
 
@@ -99,7 +99,7 @@ def conv2d_backward(dy, cache, param_grads=True):
     if not param_grads:
         return dx, None, None
     dweight = (dy2.T @ cols).reshape(weight.shape)                    # (O, C, KH, KW)
-    dbias = dy.sum(axis=(0, 2, 3)) if has_bias else None
+    dbias = accurate_sum(dy2, 0) if has_bias else None
     return dx, dweight, dbias
 
 
@@ -139,5 +139,5 @@ def conv_transpose2d_backward(dy, cache, param_grads=True):
     if not param_grads:
         return dx, None, None
     dweight = (x2.T @ dcols).reshape(weight.shape)                    # (Ci, Co, KH, KW)
-    dbias = dy.sum(axis=(0, 2, 3)) if has_bias else None
+    dbias = accurate_sum(dy, (0, 2, 3)) if has_bias else None
     return dx, dweight, dbias

@@ -1,5 +1,5 @@
 """Affine map. Reference: torch.nn.functional.linear."""
-from . import check_dout
+from . import accurate_sum, check_dout
 
 
 def linear_forward(x, weight, bias=None):
@@ -22,5 +22,5 @@ def linear_backward(dy, cache, param_grads=True):
     if not param_grads:
         return dx, None, None
     dweight = dy.T @ x                                 # (O, I)
-    dbias = dy.sum(axis=0) if has_bias else None       # (O,)
+    dbias = accurate_sum(dy, 0) if has_bias else None       # (O,)
     return dx, dweight, dbias

@@ -3,15 +3,16 @@
 
 References: Ioffe & Szegedy (2015); Ba, Kiros & Hinton (2016); torch.nn.BatchNorm2d / LayerNorm docs.
 """
-from . import check_dout
+from . import accurate_sum, check_dout
 
 
 def normalize_forward(x, axes, eps):
     """xhat = (x - mean) * invstd,  mean = E[x],  var = E[(x - mean)^2] (biased),
     invstd = 1 / sqrt(var + eps); the statistics are taken over ``axes`` (kept as size-1 axes)."""
-    mean = x.mean(axis=axes, keepdims=True)
+    m = x.size // _reduced_size(x, axes)
+    mean = accurate_sum(x, axes, keepdims=True) / m
     xc = x - mean
-    var = (xc * xc).mean(axis=axes, keepdims=True)
+    var = accurate_sum(xc * xc, axes, keepdims=True) / m
     invstd = 1 / (var + eps) ** 0.5
     return xc * invstd, mean, var, invstd
 
@@ -23,9 +24,18 @@ def normalize_backward(dxhat, xhat, invstd, axes):
         dx    = dxhat invstd + dvar 2 (x - mean) / M + dmean / M
     """
     m = xhat.size // invstd.size
-    dvar = -0.5 * invstd * invstd * (dxhat * xhat).sum(axis=axes, keepdims=True)
-    dmean = -invstd * dxhat.sum(axis=axes, keepdims=True)
+    dvar = -0.5 * invstd * invstd * accurate_sum(dxhat * xhat, axes, keepdims=True)
+    dmean = -invstd * accurate_sum(dxhat, axes, keepdims=True)
     return dxhat * invstd + dvar * (2 / m) * (xhat / invstd) + dmean / m
+
+
+def _reduced_size(x, axes):
+    """The number of statistics: the product of the axes that are *not* reduced."""
+    n = 1
+    for i, s in enumerate(x.shape):
+        if i not in axes:
+            n *= s
+    return n
 
 
 def _channel_shape(x):
@@ -70,7 +80,7 @@ def batch_norm_backward(dy, cache, param_grads=True):
     dx = normalize_backward(dxhat, xhat, invstd, axes) if train else dxhat * invstd
     if not param_grads or weight is None:
         return dx, None, None
-    return dx, (dy * xhat).sum(axis=axes), dy.sum(axis=axes)
+    return dx, accurate_sum(dy * xhat, axes), accurate_sum(dy, axes)
 
 
 def layer_norm_forward(x, weight, bias, n_axes, eps):
@@ -95,6 +105,6 @@ def layer_norm_backward(dy, cache, param_grads=True):
     if not param_grads:
         return dx, None, None
     batch_axes = tuple(range(xhat.ndim - len(axes)))
-    dweight = (dy * xhat).sum(axis=batch_axes) if weight is not None else None
-    dbias = dy.sum(axis=batch_axes) if has_bias else None
+    dweight = accurate_sum(dy * xhat, batch_axes) if weight is not None else None
+    dbias = accurate_sum(dy, batch_axes) if has_bias else None
     return dx, dweight, dbias
