@@ -17,7 +17,7 @@ FD_TOL = 1e-7
 # float32 is judged against a float64 reference, side by side with torch's own float32 error:
 # sums with cancellation (dbias = sum dy, dgamma = sum dy xhat) keep fewer digits than eps32
 # suggests, so no fixed bound against torch float32 is principled (see compare_with_torch)
-TORCH_TOL = {np.float64: 1e-10, np.float32: 1e-5}
+TORCH_TOL = {np.float64: 1e-10, np.float32: 1e-4}
 
 
 def _net(case, dtype, seed):

@@ -1,0 +1,140 @@
+"""Ready models: each preset builds (G, D) and carries its default training recipe.
+
+    G, D = build_nets("dcgan-mnist", seed=0)
+    recipe = PRESETS["dcgan-mnist"].recipe
+"""
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from .. import nn
+
+
+class Preset(NamedTuple):
+    build: Callable     # (recipe) -> list of G layers, list of D layers
+    recipe: dict        # the default recipe (see DEFAULT_RECIPE for every key)
+    doc: str
+
+
+DEFAULT_RECIPE = {
+    "data": "ring8",              # ring8 | grid25 | mnist
+    "z_dim": 64,
+    "objective": "non_saturating",
+    "steps": 2000,
+    "batch_size": 128,
+    "lr_g": 2e-4, "lr_d": 2e-4,
+    "betas_g": [0.5, 0.999], "betas_d": [0.5, 0.999],
+    "n_critic": 1,                # D updates per G update
+    "lr_schedule": "constant",    # constant | cosine | exponential (gamma: lr_gamma per step)
+    "lr_gamma": 1.0,
+    "grad_clip": 0.0,             # clip each network's global gradient norm (0: off)
+    "weight_clip": 0.0,           # clamp D's weights into [-c, c] after each step (WGAN; 0: off)
+    "l2": 0.0, "l1": 0.0,         # weight decay (Adam's L2) and L1 on both networks
+    "d_dropout": 0.0,             # dropout after D's hidden activations
+    "ema": 0.0,                   # decay of the EMA of G's weights used for sampling (0: off)
+    "init": "torch",              # torch | dcgan
+    "conditional": False,         # G and D see the one-hot label (cgan)
+    "sample_every": 500, "checkpoint_every": 500,
+    "dtype": "float32",
+}
+
+
+def _mlp(sizes, act, out_act=None, dropout=0.0):
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(act())
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+    if out_act is not None:
+        layers.append(out_act())
+    return layers
+
+
+def _lrelu():
+    return nn.LeakyReLU(0.2)
+
+
+def _mixture_nets(r, hidden):
+    G = _mlp([r["z_dim"]] + [hidden] * 3 + [2], nn.ReLU)
+    D = _mlp([2] + [hidden] * 3 + [1], _lrelu, dropout=r["d_dropout"])
+    return G, D
+
+
+def _mlp_mnist(r):
+    extra = 10 if r["conditional"] else 0
+    G = _mlp([r["z_dim"] + extra, 256, 512, 1024, 784], _lrelu, nn.Tanh) + [nn.Reshape(1, 28, 28)]
+    D = [nn.Flatten()] if not extra else []
+    D += _mlp([784 + extra, 512, 256, 1], _lrelu, dropout=r["d_dropout"])
+    return G, D
+
+
+def _dcgan_mnist(r):
+    G = [nn.Linear(r["z_dim"], 7 * 7 * 256, bias=False), nn.Reshape(256, 7, 7), nn.BatchNorm2d(256), nn.ReLU(),
+         nn.ConvTranspose2d(256, 128, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(128), nn.ReLU(),   # 14x14
+         nn.ConvTranspose2d(128, 64, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),     # 28x28
+         nn.Conv2d(64, 1, 3, padding=1), nn.Tanh()]
+    drop = [nn.Dropout(r["d_dropout"])] if r["d_dropout"] else []
+    D = [nn.Conv2d(1, 64, 4, stride=2, padding=1), _lrelu(), *drop,                                           # 14x14
+         nn.Conv2d(64, 128, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(128), _lrelu(), *drop,        # 7x7
+         nn.Flatten(), nn.Linear(128 * 7 * 7, 1)]
+    return G, D
+
+
+def _res_up(cin, cout):
+    body = [nn.BatchNorm2d(cin), nn.ReLU(), nn.Upsample(2), nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout), nn.ReLU(), nn.Conv2d(cout, cout, 3, padding=1)]
+    return nn.Residual(body, [nn.Upsample(2), nn.Conv2d(cin, cout, 1)])
+
+
+def _res_down(cin, cout, first=False):
+    body = ([] if first else [_lrelu()]) + [nn.Conv2d(cin, cout, 3, padding=1), _lrelu(),
+                                            nn.Conv2d(cout, cout, 3, padding=1), nn.AvgPool2d(2)]
+    return nn.Residual(body, [nn.Conv2d(cin, cout, 1), nn.AvgPool2d(2)])
+
+
+def _resnet_mnist(r, ch=64):
+    G = [nn.Linear(r["z_dim"], ch * 7 * 7), nn.Reshape(ch, 7, 7), _res_up(ch, ch), _res_up(ch, ch),   # 14, 28
+         nn.BatchNorm2d(ch), nn.ReLU(), nn.Conv2d(ch, 1, 3, padding=1), nn.Tanh()]
+    D = [_res_down(1, ch, first=True), _res_down(ch, ch), _lrelu(), nn.Flatten(), nn.Linear(ch * 7 * 7, 1)]
+    return G, D
+
+
+PRESETS = {
+    "ring8": Preset(lambda r: _mixture_nets(r, 128), dict(
+        data="ring8", z_dim=16, steps=3000, batch_size=256, lr_g=1e-3, lr_d=1e-3, sample_every=1000,
+        checkpoint_every=1000), "8 Gaussians on the unit circle (std 0.01), MLP G and D"),
+    "grid25": Preset(lambda r: _mixture_nets(r, 256), dict(
+        data="grid25", z_dim=16, steps=6000, batch_size=256, lr_g=5e-4, lr_d=5e-4, sample_every=2000,
+        checkpoint_every=2000), "25 Gaussians on a 5x5 grid (std 0.05), MLP G and D"),
+    "mlp-mnist": Preset(_mlp_mnist, dict(data="mnist", z_dim=100, steps=10000, batch_size=128),
+                        "MLP GAN on MNIST (z=100, LeakyReLU, tanh output)"),
+    "dcgan-mnist": Preset(_dcgan_mnist, dict(data="mnist", z_dim=100, steps=5000, batch_size=128, init="dcgan",
+                                             ema=0.999), "DCGAN on 28x28 MNIST"),
+    "resnet-mnist": Preset(_resnet_mnist, dict(data="mnist", z_dim=128, steps=5000, batch_size=64, ema=0.999),
+                           "ResNet GAN on MNIST: residual up-blocks in G, down-blocks in D"),
+    "cgan-mnist": Preset(_mlp_mnist, dict(data="mnist", z_dim=100, steps=10000, batch_size=128, conditional=True),
+                         "conditional MLP GAN on MNIST: one-hot digit joined to z and to D's input"),
+}
+
+
+def recipe_for(name, **overrides):
+    """The full recipe of preset ``name`` with ``overrides`` applied (unknown keys are an error)."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    unknown = set(overrides) - set(DEFAULT_RECIPE)
+    if unknown:
+        raise KeyError(f"unknown recipe keys {sorted(unknown)}; known: {', '.join(DEFAULT_RECIPE)}")
+    return {**DEFAULT_RECIPE, **PRESETS[name].recipe, **overrides}
+
+
+def build_nets(name, recipe=None, seed=0):
+    """(G, D) Sequentials of preset ``name``, initialised reproducibly from ``seed``."""
+    recipe = recipe_for(name) if recipe is None else recipe
+    g_layers, d_layers = PRESETS[name].build(recipe)
+    g_seed, d_seed = np.random.SeedSequence(seed).generate_state(2)
+    dtype = np.dtype(recipe["dtype"])
+    G = nn.Sequential(*g_layers, dtype=dtype, seed=int(g_seed), init=recipe["init"])
+    D = nn.Sequential(*d_layers, dtype=dtype, seed=int(d_seed), init=recipe["init"])
+    return G, D

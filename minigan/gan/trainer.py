@@ -1,0 +1,343 @@
+"""The GAN trainer: alternating D and G updates (design.md's step), exact resume from one .npz.
+
+    t = Trainer("ring8", seed=0, out_dir="runs/ring8")
+    t.run()                          # to recipe["steps"]; writes checkpoint.npz, log.jsonl, samples.png
+    t = Trainer.resume("runs/ring8") # the same run, bit for bit, from its checkpoint
+    t.run(steps=6000)
+
+Every random draw (data, z, dropout masks) comes from numpy Generators whose states are saved, so
+the same seed on the same backend gives the same run, and a resumed run continues identically.
+"""
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import checkpoint, optim
+from ..backend import get_backend, get_xp, to_backend
+from ..data import MIXTURES, load_mnist
+from ..viz import image_grid, scatter_image, write_png
+from .losses import gan_objective
+from .models import build_nets, recipe_for
+
+CHECKPOINT, LOG, SAMPLES = "checkpoint.npz", "log.jsonl", "samples.png"
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or gradient became NaN/Inf; the last good checkpoint is kept."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used here (missing, another preset, not a minigan run)."""
+
+
+def _rng_state(rng):
+    return rng.bit_generator.state
+
+
+def _set_rng_state(rng, state):
+    rng.bit_generator.state = state
+
+
+class Trainer:
+    def __init__(self, preset="ring8", seed=0, backend=None, out_dir=None, data_dir=None, **overrides):
+        self.recipe = recipe_for(preset, **overrides)
+        self.preset, self.seed = preset, int(seed)
+        self.backend = backend or get_backend()
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.data_dir = data_dir
+        r = self.recipe
+        self.G, self.D = build_nets(preset, r, self.seed)
+        self.G.to(self.backend)
+        self.D.to(self.backend)
+        self.objective = gan_objective(r["objective"])
+        self.opt_g = optim.Adam(r["lr_g"], tuple(r["betas_g"]), weight_decay=r["l2"])
+        self.opt_d = optim.Adam(r["lr_d"], tuple(r["betas_d"]), weight_decay=r["l2"])
+        self.schedules = [self._schedule(o) for o in (self.opt_g, self.opt_d)]
+        self.ema = {k: v.copy() for k, v in self.G.parameters().items()} if r["ema"] else None
+        self.rng = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(1)[0])
+        self.step = 0
+        self.dtype = np.dtype(r["dtype"])
+        self._load_data()
+
+    # ---------------------------------------------------------------- set-up
+    def _schedule(self, opt):
+        kind, r = self.recipe["lr_schedule"], self.recipe
+        if kind == "constant":
+            return None
+        if kind == "cosine":
+            return optim.CosineAnnealingLR(opt, T_max=int(r["steps"]))
+        if kind == "exponential":
+            return optim.ExponentialLR(opt, r["lr_gamma"])
+        raise ValueError(f"unknown lr_schedule {kind!r}; expected constant, cosine or exponential")
+
+    def _load_data(self):
+        kind = self.recipe["data"]
+        xp = get_xp(*self.G.parameters().values())
+        if kind in MIXTURES:
+            self.mixture, self.images, self.labels = MIXTURES[kind](), None, None
+            return
+        if kind != "mnist":
+            raise ValueError(f"unknown data {kind!r}")
+        images, labels, self.split = load_mnist(self.data_dir)
+        self.mixture = None
+        self.images = xp.asarray((images.astype(np.float32) / 127.5 - 1).astype(self.dtype)[:, None])  # [-1, 1]
+        self.labels = labels.astype(np.int64)
+
+    def _real_batch(self, n):
+        """-> (real batch on the backend, labels (host int64) or None)."""
+        if self.mixture is not None:
+            x, _ = self.mixture.sample(n, self.rng)
+            return to_backend(x.astype(self.dtype), self.backend), None
+        idx = self.rng.integers(0, len(self.labels), size=n)
+        return self.images[idx], self.labels[idx]
+
+    def _z(self, n):
+        return to_backend(self.rng.standard_normal((n, self.recipe["z_dim"])).astype(self.dtype), self.backend)
+
+    def _onehot(self, labels):
+        return to_backend(np.eye(10, dtype=self.dtype)[labels], self.backend)
+
+    def _g_input(self, z, labels):
+        if not self.recipe["conditional"]:
+            return z
+        return get_xp(z).concatenate([z, self._onehot(labels)], axis=1)
+
+    def _d_input(self, x, labels):
+        if not self.recipe["conditional"]:
+            return x
+        return get_xp(x).concatenate([x.reshape(len(x), -1), self._onehot(labels)], axis=1)
+
+    # ---------------------------------------------------------------- one step
+    def train_step(self):
+        """n_critic D updates, then one G update through the updated D (design.md).  -> log record."""
+        r, G, D, obj = self.recipe, self.G, self.D, self.objective
+        t0 = time.perf_counter()
+        for _ in range(r["n_critic"]):
+            real, labels = self._real_batch(r["batch_size"])
+            if labels is None and r["conditional"]:
+                raise ValueError("a conditional preset needs labelled data")
+            fake, g_tape = G.forward(self._g_input(self._z(r["batch_size"]), labels), train=True)
+            logit_r, tape_r = D.forward(self._d_input(real, labels), train=True)
+            logit_f, tape_f = D.forward(self._d_input(fake, labels), train=True)
+            loss_d, dlogit_r, dlogit_f = obj.d_loss(logit_r, logit_f)
+            _, gD = D.backward(dlogit_r, tape_r)
+            _, gD = D.backward(dlogit_f, tape_f, grads=gD)
+            norm_d = self._finish_grads("D", D, gD, loss_d)
+            self.opt_d.step(D.parameters(), gD)
+            if r["weight_clip"]:
+                optim.clip_grad_value(D.parameters(), r["weight_clip"])
+        logit_g, tape_g = D.forward(self._d_input(fake, labels), train=True)
+        loss_g, dlogit_g = obj.g_loss(logit_g)
+        dfake, _ = D.backward(dlogit_g, tape_g, param_grads=False)
+        if r["conditional"]:
+            dfake = dfake[:, :-10].reshape(fake.shape)
+        _, gG = G.backward(dfake, g_tape)
+        norm_g = self._finish_grads("G", G, gG, loss_g)
+        self.opt_g.step(G.parameters(), gG)
+        for s in self.schedules:
+            if s is not None:
+                s.step()
+        if self.ema is not None:
+            decay = r["ema"]
+            for k, p in G.parameters().items():
+                self.ema[k] *= decay
+                self.ema[k] += (1 - decay) * p
+        self.step += 1
+        squash = obj.name in ("minimax", "non_saturating")
+        xp = get_xp(logit_r)
+        mean_out = (lambda a: float(xp.mean(1 / (1 + xp.exp(-a))))) if squash else (lambda a: float(xp.mean(a)))
+        return {"step": self.step, "loss_d": float(loss_d), "loss_g": float(loss_g),
+                "d_real": mean_out(logit_r), "d_fake": mean_out(logit_f),
+                "grad_norm_d": norm_d, "grad_norm_g": norm_g, "time": time.perf_counter() - t0}
+
+    def _finish_grads(self, name, net, grads, loss):
+        """L1, clipping and the NaN/Inf guard (before any parameter changes); -> gradient norm."""
+        r = self.recipe
+        if r["l1"]:
+            optim.l1_regularization(net.parameters(), r["l1"], grads)
+        norm = optim.global_norm(grads.values())
+        if not (math.isfinite(float(loss)) and math.isfinite(norm)):
+            what = "loss" if not math.isfinite(float(loss)) else "gradient"
+            raise TrainingDiverged(f"step {self.step + 1}: non-finite {what} in {name} "
+                                   f"(loss {float(loss)}, gradient norm {norm}); the last checkpoint is kept")
+        if r["grad_clip"]:
+            optim.clip_grad_norm(grads, r["grad_clip"])
+        return norm
+
+    # ---------------------------------------------------------------- the loop
+    def run(self, steps=None, progress=True):
+        """Train until ``steps`` total steps (default: the recipe's); log, sample and checkpoint."""
+        total = int(self.recipe["steps"] if steps is None else steps)
+        r = self.recipe
+        bar = _Progress(total, self.step) if progress else None
+        log = None
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            log = open(self.out_dir / LOG, "a")
+        try:
+            while self.step < total:
+                rec = self.train_step()
+                if log is not None:
+                    log.write(json.dumps(rec) + "\n")
+                if bar is not None:
+                    bar.update(rec)
+                if self.out_dir is not None:
+                    if self.step % r["sample_every"] == 0 and self.step < total:
+                        (self.out_dir / "samples").mkdir(exist_ok=True)
+                        self.write_samples(self.out_dir / "samples" / f"step_{self.step:07d}.png")
+                    if self.step % r["checkpoint_every"] == 0:
+                        log.flush()
+                        self.save()
+        finally:
+            if log is not None:
+                log.close()
+            if bar is not None:
+                bar.close()
+        if self.out_dir is not None:
+            self.save()
+            self.write_samples(self.out_dir / SAMPLES)
+        return self
+
+    # ---------------------------------------------------------------- sampling
+    def sampling_net(self):
+        """G with the EMA weights (if any) and G's BatchNorm statistics, for eval-mode sampling."""
+        if self.ema is None:
+            return self.G
+        Gs, _ = build_nets(self.preset, self.recipe, self.seed)
+        Gs.to(self.backend)
+        Gs.load_state_dict({**self.G.state_dict(), **{k: v for k, v in self.ema.items()}})
+        return Gs
+
+    def sample(self, n, labels=None, seed=None):
+        """n samples (host numpy) from the sampling net in eval mode; noise from ``seed``
+        (a fixed seed by default, so that successive pictures show the same z)."""
+        rng = np.random.default_rng(12345 if seed is None else seed)
+        z = to_backend(rng.standard_normal((n, self.recipe["z_dim"])).astype(self.dtype), self.backend)
+        if self.recipe["conditional"]:
+            labels = np.arange(n) % 10 if labels is None else np.broadcast_to(np.asarray(labels), (n,))
+            z = self._g_input(z, labels)
+        elif labels is not None:
+            raise ValueError(f"preset {self.preset!r} is not conditional: it cannot sample a given label")
+        out = self.sampling_net()(z)
+        return np.asarray(to_backend(out, "numpy"), dtype=np.float64)
+
+    def write_samples(self, path, n=None, labels=None, seed=None):
+        if self.mixture is not None:
+            write_png(path, scatter_image(self.sample(n or 2500, seed=seed), self.mixture.centers))
+        else:
+            write_png(path, image_grid(self.sample(n or 64, labels, seed=seed), ncols=8))
+
+    # ---------------------------------------------------------------- checkpoints
+    def config(self):
+        return {"preset": self.preset, "seed": self.seed, "backend": self.backend,
+                "data_dir": None if self.data_dir is None else str(self.data_dir), "recipe": self.recipe}
+
+    def state(self):
+        """Everything a resume needs, as a tree of arrays and strings (see checkpoint.save)."""
+        def opt_tree(o):
+            sd = o.state_dict()
+            return {"hyperparams": json.dumps(sd["hyperparams"]), "state": sd["state"]}
+        return {
+            "format": "minigan-run-1", "config": json.dumps(self.config()), "step": self.step,
+            "G": self.G.state_dict(), "D": self.D.state_dict(),
+            "opt_g": opt_tree(self.opt_g), "opt_d": opt_tree(self.opt_d),
+            "ema": self.ema if self.ema is not None else {},
+            "schedules": json.dumps([None if s is None else s.state_dict() for s in self.schedules]),
+            "rng": json.dumps({"data": _rng_state(self.rng), "G": _rng_state(self.G.rng),
+                               "D": _rng_state(self.D.rng)}),
+        }
+
+    def save(self, path=None):
+        path = Path(path) if path is not None else self.out_dir / CHECKPOINT
+        checkpoint.save(path, self.state())
+        return path
+
+    def load_state(self, tree):
+        self.step = int(tree["step"])
+        self.G.load_state_dict(tree["G"])
+        self.D.load_state_dict(tree["D"])
+        for opt, key in ((self.opt_g, "opt_g"), (self.opt_d, "opt_d")):
+            opt.load_state_dict({"hyperparams": json.loads(str(tree[key]["hyperparams"])),
+                                 "state": tree[key].get("state", {})})
+            opt.to(self.backend)
+        if self.ema is not None:
+            self.ema = {k: to_backend(np.array(v), self.backend) for k, v in tree["ema"].items()}
+        for s, sd in zip(self.schedules, json.loads(str(tree["schedules"]))):
+            if s is not None:
+                s.load_state_dict(sd)
+        rngs = json.loads(str(tree["rng"]))
+        _set_rng_state(self.rng, rngs["data"])
+        _set_rng_state(self.G.rng, rngs["G"])
+        _set_rng_state(self.D.rng, rngs["D"])
+
+    @classmethod
+    def resume(cls, run_dir, data_dir=None, backend=None, preset=None):
+        """The run saved in ``run_dir``, ready to continue; ``preset`` (if given) must match."""
+        run_dir = Path(run_dir)
+        tree = read_checkpoint(run_dir)
+        cfg = json.loads(str(tree["config"]))
+        if preset is not None and preset != cfg["preset"]:
+            raise CheckpointError(f"{run_dir / CHECKPOINT} is a {cfg['preset']!r} run, not {preset!r}")
+        t = cls(cfg["preset"], cfg["seed"], backend or cfg["backend"], run_dir, data_dir or cfg["data_dir"],
+                **{k: v for k, v in cfg["recipe"].items()})
+        t.load_state(tree)
+        _truncate_log(run_dir / LOG, t.step)
+        return t
+
+
+def read_checkpoint(run_dir):
+    path = Path(run_dir) / CHECKPOINT
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint in {run_dir} (expected {path})")
+    try:
+        tree = checkpoint.load(path)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path} cannot be read: {e}") from None
+    if str(tree.get("format", "")) != "minigan-run-1":
+        raise CheckpointError(f"{path} is not a minigan training checkpoint")
+    return tree
+
+
+def _truncate_log(path, step):
+    """Drop log records past the checkpoint's step (written after it, before a crash)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    os.replace(tmp, path)
+
+
+class _Progress:
+    """step / total | losses | steps/s, redrawn in place on a terminal, every 10% otherwise."""
+
+    def __init__(self, total, start):
+        self.total, self.start, self.t0 = total, start, time.perf_counter()
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+
+    def update(self, rec):
+        now = time.perf_counter()
+        step = rec["step"]
+        done = step - self.start
+        tick = max(1, (self.total - self.start) // 10)
+        if self.tty and now - self.last < 0.2 and step < self.total:
+            return
+        if not self.tty and done % tick and step < self.total:
+            return
+        self.last = now
+        rate = done / max(now - self.t0, 1e-9)
+        width = 24
+        filled = int(width * step / max(self.total, 1))
+        line = (f"[{'#' * filled}{'.' * (width - filled)}] step {step}/{self.total} | loss_d {rec['loss_d']:.4f} "
+                f"loss_g {rec['loss_g']:.4f} | {rate:.1f} steps/s")
+        print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+    def close(self):
+        if self.tty:
+            print(file=sys.stderr)
