@@ -1,11 +1,12 @@
 """Command line: ``minigan gradcheck`` (and, as they arrive, train / sample / eval)."""
 import argparse
+import os
 import sys
 
 import numpy as np
 
 from . import nn
-from .backend import BackendError, has_cupy, to_backend
+from .backend import BackendError, has_cupy, to_backend, xp_for
 from .gan.losses import OBJECTIVES, gan_objective
 from .gradcheck import check_loss, check_net
 from .ops.losses import bce_with_logits
@@ -89,23 +90,114 @@ def _row(backend, name, config, err, out):
     return 0 if ok else 1
 
 
-def main(argv=None):
+class UsageError(Exception):
+    """A mistake on the command line: reported in one line, exit status 2."""
+
+
+def _train(args):
+    from .gan.models import PRESETS
+    from .gan.trainer import CHECKPOINT, LOG, SAMPLES, Trainer
+
+    if args.preset is not None and args.preset not in PRESETS:
+        raise UsageError(f"unknown preset {args.preset!r}; choose from {', '.join(PRESETS)}")
+    if args.data_dir is not None and not os.path.isdir(args.data_dir):
+        raise UsageError(f"data directory {args.data_dir} does not exist")
+    if args.download:
+        from .data import download_mnist
+        args.data_dir = str(download_mnist(args.data_dir))
+    if args.resume:
+        if args.batch_size is not None or args.seed is not None:
+            raise UsageError("--batch-size and --seed belong to the original run and cannot change on --resume")
+        t = Trainer.resume(args.resume, data_dir=args.data_dir, backend=args.backend, preset=args.preset)
+    else:
+        preset = args.preset or "ring8"
+        out = args.out or os.path.join("runs", preset)
+        if os.path.exists(os.path.join(out, CHECKPOINT)):
+            raise UsageError(f"{out} already holds a run; continue it with --resume {out} or choose another --out")
+        overrides = {"batch_size": args.batch_size} if args.batch_size is not None else {}
+        t = Trainer(preset, seed=args.seed or 0, backend=args.backend, out_dir=out, data_dir=args.data_dir,
+                    **overrides)
+    steps = args.steps if args.steps is not None else t.recipe["steps"]
+    if steps < t.step:
+        raise UsageError(f"--steps {steps} is below the {t.step} steps the run already has")
+    t.run(steps, progress=not args.quiet)
+    for name in (CHECKPOINT, LOG, SAMPLES):
+        print(os.path.join(str(t.out_dir), name))
+    return 0
+
+
+def _sample(args):
+    from .gan.trainer import Trainer
+
+    t = Trainer.resume(args.run_dir, data_dir=args.data_dir, backend=args.backend)
+    if args.label is not None and not t.recipe["conditional"]:
+        raise UsageError(f"--label needs a conditional preset; {args.run_dir} is a {t.preset!r} run")
+    if args.label is not None and not 0 <= args.label <= 9:
+        raise UsageError(f"--label must be a digit 0..9, got {args.label}")
+    if args.n < 1:
+        raise UsageError(f"--n must be positive, got {args.n}")
+    out = args.out or os.path.join(args.run_dir, "grid.png")
+    t.write_samples(out, n=args.n, labels=args.label, seed=args.seed)
+    print(out)
+    return 0
+
+
+def build_parser():
     parser = argparse.ArgumentParser(prog="minigan", description="minigan: an autograd-free GAN engine")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a preset (default: ring8) or continue a run",
+                       description="Trains a GAN preset and writes DIR/checkpoint.npz, DIR/log.jsonl and "
+                                   "DIR/samples.png (plus DIR/samples/step_*.png during training).")
+    p.add_argument("--preset", help="ring8 (default), grid25, mlp-mnist, dcgan-mnist, resnet-mnist, cgan-mnist")
+    p.add_argument("--steps", type=int, help="total number of steps (default: the preset's)")
+    p.add_argument("--batch-size", type=int, help="batch size (default: the preset's)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--backend", choices=["numpy", "cupy"], help="default: $MINIGAN_BACKEND or numpy")
+    p.add_argument("--out", help="run directory (default runs/PRESET)")
+    p.add_argument("--data-dir", help="folder with MNIST IDX files (default: $MINIGAN_DATA or the cache)")
+    p.add_argument("--download", action="store_true", help="download MNIST (checksummed) into --data-dir or the cache")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR up to --steps total steps")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("sample", help="draw samples from a trained run",
+                       description="Writes a picture of samples from the run's generator (its EMA if it has one).")
+    p.add_argument("run_dir", metavar="DIR")
+    p.add_argument("--n", type=int, default=64, help="number of samples (default 64; 2500 points for 2-D presets)")
+    p.add_argument("--label", type=int, help="digit to draw (conditional presets only)")
+    p.add_argument("--out", help="output PNG (default DIR/grid.png)")
+    p.add_argument("--seed", type=int, help="noise seed (default: the fixed seed of the training pictures)")
+    p.add_argument("--backend", choices=["numpy", "cupy"])
+    p.add_argument("--data-dir", help="MNIST folder, if the run's is gone")
+
     p = sub.add_parser("gradcheck", help="check every layer, loss and objective against finite differences",
                        description="Checks every backward pass against float64 central differences on every "
                                    "available backend; exits non-zero on any failure.")
     p.add_argument("--backend", choices=["numpy", "cupy", "all"], default="all",
                    help="backend(s) to check (default: every available one)")
-    args = parser.parse_args(argv)
-    if args.command == "gradcheck":
-        if args.backend == "all":
-            backends = ["numpy"] + (["cupy"] if has_cupy() else [])
-        else:
-            backends = [args.backend]
-        try:
-            return 1 if run_gradcheck(backends) else 0
-        except BackendError as e:
-            print(f"minigan: error: {e}", file=sys.stderr)
-            return 2
-    return 0
+    return parser
+
+
+def main(argv=None):
+    from .data import DataError
+    from .gan.trainer import CheckpointError, TrainingDiverged
+
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            return _train(args)
+        if args.command == "sample":
+            return _sample(args)
+        backends = ["numpy"] + (["cupy"] if has_cupy() else []) if args.backend == "all" else [args.backend]
+        for b in backends:
+            xp_for(b)                     # an unusable backend fails before the table starts
+        return 1 if run_gradcheck(backends) else 0
+    except UsageError as e:
+        print(f"minigan {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except (BackendError, DataError, CheckpointError, TrainingDiverged) as e:
+        print(f"minigan {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"minigan {args.command}: interrupted; the last checkpoint is kept", file=sys.stderr)
+        return 130

@@ -54,7 +54,10 @@ def _read_bytes(path):
 
 def read_idx(path):
     """An IDX file (gzip or raw) -> numpy array, with its header and length checked."""
-    data = _read_bytes(path)
+    return _parse_idx(_read_bytes(path), path)
+
+
+def _parse_idx(data, path):
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
         raise DataError(f"{path}: not an IDX file (bad magic number {data[:4].hex() or 'empty'})")
     ndim = data[3]
@@ -72,11 +75,12 @@ def read_idx(path):
 def _verify(path, name):
     """Check a file against MNIST_FILES: content SHA-256 where pinned, else shape; -> array."""
     shape, sha, _ = MNIST_FILES[name]
+    raw = _read_bytes(path)
+    arr = _parse_idx(raw, path)            # structure first: a truncated file says so
     if sha is not None:
-        digest = hashlib.sha256(_read_bytes(path)).hexdigest()
+        digest = hashlib.sha256(raw).hexdigest()
         if digest != sha:
             raise DataError(f"{path}: SHA-256 of the content is {digest}, expected {sha}")
-    arr = read_idx(path)
     if arr.shape != shape:
         raise DataError(f"{path}: shape {arr.shape}, expected {shape}")
     return arr

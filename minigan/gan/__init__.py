@@ -1,4 +1,7 @@
-"""GAN-specific pieces built on the engine: objectives (and later the trainer and presets)."""
+"""GAN-specific pieces built on the engine: objectives, presets and the trainer."""
 from .losses import OBJECTIVES, Objective, gan_objective
+from .models import DEFAULT_RECIPE, PRESETS, build_nets, recipe_for
+from .trainer import CheckpointError, Trainer, TrainingDiverged
 
-__all__ = ["OBJECTIVES", "Objective", "gan_objective"]
+__all__ = ["OBJECTIVES", "Objective", "gan_objective", "DEFAULT_RECIPE", "PRESETS", "build_nets", "recipe_for",
+           "Trainer", "TrainingDiverged", "CheckpointError"]

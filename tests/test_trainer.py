@@ -1,0 +1,144 @@
+"""Trainer: exact resume, atomic checkpoints, the NaN guard, logs and pictures, every preset runs."""
+import json
+
+import numpy as np
+import pytest
+
+import minigan
+from minigan import checkpoint
+from minigan.gan import trainer as trainer_mod
+from minigan.gan.models import PRESETS
+from minigan.gan.trainer import CheckpointError, Trainer, TrainingDiverged
+
+from conftest import shared_data
+
+# every piece of state in play: dropout masks, EMA, a schedule, n_critic, clipping, L1/L2
+BUSY = dict(steps=12, batch_size=32, d_dropout=0.2, ema=0.9, lr_schedule="cosine", n_critic=2,
+            grad_clip=5.0, l1=1e-5, l2=1e-4, sample_every=4, checkpoint_every=4)
+
+
+def _arrays(path):
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def _assert_identical(a, b):
+    assert sorted(a) == sorted(b)
+    for k in a:
+        assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
+
+
+@pytest.mark.parametrize("preset,extra", [("ring8", BUSY),
+                                          ("dcgan-mnist", dict(steps=4, batch_size=4, sample_every=2,
+                                                               checkpoint_every=2, d_dropout=0.3))])
+def test_resume_is_bit_identical(tmp_path, preset, extra):
+    kw = dict(data_dir=shared_data("mnist")) if preset != "ring8" else {}
+    steps = extra["steps"]
+    Trainer(preset, seed=3, out_dir=tmp_path / "straight", **kw, **extra).run(progress=False)
+    Trainer(preset, seed=3, out_dir=tmp_path / "halves", **kw, **extra).run(steps // 2, progress=False)
+    Trainer.resume(tmp_path / "halves").run(steps, progress=False)
+    _assert_identical(_arrays(tmp_path / "straight" / "checkpoint.npz"), _arrays(tmp_path / "halves" / "checkpoint.npz"))
+    log_a = [json.loads(x) for x in (tmp_path / "straight" / "log.jsonl").read_text().splitlines()]
+    log_b = [json.loads(x) for x in (tmp_path / "halves" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log_b] == list(range(1, steps + 1))
+    for a, b in zip(log_a, log_b):
+        assert {k: v for k, v in a.items() if k != "time"} == {k: v for k, v in b.items() if k != "time"}
+
+
+def test_same_seed_same_run_other_seed_other_run(tmp_path):
+    runs = [Trainer("ring8", seed=s, steps=5, batch_size=16).run(progress=False) for s in (1, 1, 2)]
+    a, b, c = (r.G.state_dict()["0.weight"] for r in runs)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_checkpoint_write_killed_midway_keeps_the_previous_one(tmp_path, monkeypatch):
+    t = Trainer("ring8", seed=0, out_dir=tmp_path, steps=4, batch_size=16)
+    t.run(2, progress=False)
+    before = _arrays(tmp_path / "checkpoint.npz")
+
+    def killed(f, **arrays):
+        f.write(b"PK\x03\x04 torn")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", killed)
+    with pytest.raises(KeyboardInterrupt):
+        t.run(4, progress=False)
+    monkeypatch.undo()
+    _assert_identical(before, _arrays(tmp_path / "checkpoint.npz"))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")) == []
+    resumed = Trainer.resume(tmp_path)
+    assert resumed.step == 2
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 2     # records after step 2 dropped
+
+
+def test_nan_guard_names_step_and_network_and_keeps_checkpoint(tmp_path, monkeypatch):
+    t = Trainer("ring8", seed=0, out_dir=tmp_path, steps=10, batch_size=16, checkpoint_every=2)
+    original = t.objective.g_loss
+
+    def poisoned(logit):
+        loss, d = original(logit)
+        return (loss * np.nan if t.step == 4 else loss), d
+
+    monkeypatch.setattr(t.objective, "g_loss", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"step 5: non-finite loss in G"):
+        t.run(progress=False)
+    assert int(checkpoint.load(tmp_path / "checkpoint.npz")["step"]) == 4
+
+
+def test_nan_gradient_is_caught_before_the_update(tmp_path):
+    t = Trainer("ring8", seed=0, steps=3, batch_size=16)
+    t.D.parameters()["0.weight"][0, 0] = np.inf
+    before = t.G.state_dict()
+    with pytest.raises(TrainingDiverged, match=r"step 1: non-finite (loss|gradient) in D"):
+        t.train_step()
+    _assert_identical(before, t.G.state_dict())
+
+
+def test_log_and_pictures(tmp_path):
+    Trainer("ring8", seed=0, out_dir=tmp_path, steps=6, batch_size=16, sample_every=3).run(progress=False)
+    recs = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert set(recs[0]) == {"step", "loss_d", "loss_g", "d_real", "d_fake", "grad_norm_d", "grad_norm_g", "time"}
+    assert 0 < recs[0]["d_real"] < 1
+    for png in (tmp_path / "samples.png", tmp_path / "samples" / "step_0000003.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_trains_a_step(tmp_path, preset):
+    t = Trainer(preset, seed=0, out_dir=tmp_path, steps=1, batch_size=4, data_dir=shared_data("mnist"))
+    t.run(progress=False)
+    assert (tmp_path / "samples.png").exists() and t.step == 1
+    if t.recipe["conditional"]:
+        x = t.sample(3, labels=7)
+        assert x.shape == (3, 1, 28, 28)
+
+
+def test_conditional_generator_gradient_passes_through_the_label_columns():
+    t = Trainer("cgan-mnist", seed=0, steps=1, batch_size=4, data_dir=shared_data("mnist"))
+    rec = t.train_step()
+    assert np.isfinite(rec["grad_norm_g"]) and rec["grad_norm_g"] > 0
+
+
+def test_resume_rejects_another_preset_and_missing_runs(tmp_path):
+    Trainer("ring8", seed=0, out_dir=tmp_path, steps=1, batch_size=8).run(progress=False)
+    with pytest.raises(CheckpointError, match="is a 'ring8' run, not 'grid25'"):
+        Trainer.resume(tmp_path, preset="grid25")
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        Trainer.resume(tmp_path / "nothing")
+    minigan.save(tmp_path / "other" / "checkpoint.npz", {"w": np.zeros(2)})
+    with pytest.raises(CheckpointError, match="not a minigan training checkpoint"):
+        Trainer.resume(tmp_path / "other")
+
+
+def test_unknown_recipe_keys_and_presets():
+    with pytest.raises(KeyError, match="unknown preset 'ring9'"):
+        Trainer("ring9")
+    with pytest.raises(KeyError, match=r"unknown recipe keys \['lr'\]"):
+        Trainer("ring8", lr=1e-3)
+
+
+def test_wasserstein_weight_clipping(tmp_path):
+    t = Trainer("ring8", seed=0, steps=3, batch_size=16, objective="wasserstein", weight_clip=0.01, n_critic=5)
+    t.run(progress=False)
+    assert all(np.abs(p).max() <= 0.01 for p in t.D.parameters().values())
+    assert trainer_mod.LOG == "log.jsonl"
