@@ -143,7 +143,9 @@ class Trainer:
             if s is not None:
                 s.step()
         if self.ema is not None:
-            decay = r["ema"]
+            # warm-up (as tf.train.ExponentialMovingAverage with num_updates): early on the average
+            # must not keep the initial weights, which a plain decay of 0.999 would for ~5000 steps
+            decay = min(r["ema"], (1 + self.step) / (10 + self.step))
             for k, p in G.parameters().items():
                 self.ema[k] *= decay
                 self.ema[k] += (1 - decay) * p

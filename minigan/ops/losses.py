@@ -25,3 +25,21 @@ def mse(pred, target):
     """loss = mean (p - t)^2;  dloss/dp = 2 (p - t) / numel.  Reference: torch.nn.MSELoss."""
     diff = pred - target
     return (diff * diff).sum() / pred.size, diff * (2 / pred.size)
+
+
+def softmax_cross_entropy(logits, labels):
+    """loss = mean_n( logsumexp(x_n) - x_n[y_n] );   dloss/dx = (softmax(x) - onehot(y)) / N.
+    logits (N, K), labels (N,) integers in [0, K).  Reference: torch.nn.CrossEntropyLoss."""
+    xp = get_xp(logits)
+    n, k = logits.shape
+    labels = xp.asarray(labels)
+    if labels.shape != (n,) or labels.dtype.kind not in "iu":
+        raise ValueError(f"softmax_cross_entropy: labels must be ({n},) integers, got {labels.shape} {labels.dtype}")
+    shifted = logits - logits.max(axis=1, keepdims=True)          # logsumexp without overflow
+    e = xp.exp(shifted)
+    s = e.sum(axis=1, keepdims=True)
+    rows = xp.arange(n)
+    loss = (xp.log(s[:, 0]) - shifted[rows, labels]).sum() / n
+    dlogits = e / s
+    dlogits[rows, labels] -= 1
+    return loss, dlogits / n

@@ -1,0 +1,69 @@
+"""The MNIST evaluator: a small CNN built from minigan's own layers, trained by
+``python -m minigan.metrics.train_classifier`` (seeded, reproducible); its weights ship in the
+package as ``mnist_classifier.npz``.  Its 128-d penultimate features define FID and
+precision/recall; its class probabilities define the Inception-Score analogue and digit histograms."""
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .. import nn
+from ..backend import to_backend
+
+WEIGHTS = Path(__file__).with_name("mnist_classifier.npz")
+FEATURE_DIM = 128
+
+
+def classifier_net(dtype=np.float32, seed=0):
+    """28x28 digits in [-1, 1] -> 10 logits; layers 0..11 give the 128-d features."""
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+        nn.AvgPool2d(2),                                                                  # 14x14
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),                       # 7x7
+        nn.Flatten(), nn.Linear(64 * 7 * 7, FEATURE_DIM), nn.ReLU(), nn.Dropout(0.3),     # features
+        nn.Linear(FEATURE_DIM, 10), dtype=dtype, seed=seed)
+
+
+N_FEATURE_LAYERS = 12
+
+
+class MnistClassifier:
+    """features(x) -> (N, 128), probs(x) -> (N, 10), predict(x) -> (N,), in eval mode, batched."""
+
+    def __init__(self, path=WEIGHTS, backend="numpy", batch=500):
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"classifier weights not found at {path}; train them with "
+                                    "`python -m minigan.metrics.train_classifier --data-dir DIR`")
+        with np.load(path, allow_pickle=False) as f:
+            weights = {k: f[k] for k in f.files if not k.startswith("meta")}
+            self.meta = json.loads(str(f["meta"])) if "meta" in f.files else {}
+        self.net = classifier_net().to(backend)
+        self.net.load_state_dict(weights)
+        self.backend, self.batch = backend, batch
+
+    def _run(self, x, n_layers):
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1:] != (1, 28, 28):
+            raise ValueError(f"the MNIST classifier needs (N, 1, 28, 28) images in [-1, 1], got {x.shape}")
+        out = []
+        for i in range(0, len(x), self.batch):
+            h = to_backend(x[i:i + self.batch], self.backend)
+            for j, layer in enumerate(self.net.layers[:n_layers]):
+                h, _ = layer.apply(self.net.params[str(j)], self.net.state[str(j)], h, False, None)
+            out.append(np.asarray(to_backend(h, "numpy"), dtype=np.float64))
+        return np.concatenate(out) if out else np.zeros((0, FEATURE_DIM))
+
+    def features(self, x):
+        return self._run(x, N_FEATURE_LAYERS)
+
+    def logits(self, x):
+        return self._run(x, len(self.net.layers))
+
+    def probs(self, x):
+        z = self.logits(x)
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, x):
+        return self.logits(x).argmax(axis=1)
