@@ -19,3 +19,23 @@ def torch_module(layer):
     else:
         raise TypeError(f"no torch twin for {layer!r}")
     return tnn.Sequential(m)
+
+
+def torch_sequential(net):
+    """A torch.nn.Sequential twin of a minigan Sequential (same names) holding its current state."""
+    import torch
+
+    import minigan
+    tnn = torch.nn
+    simple = {minigan.ReLU: tnn.ReLU, minigan.Tanh: tnn.Tanh, minigan.Sigmoid: tnn.Sigmoid}
+    mods = []
+    for layer in net.layers:
+        if type(layer) in simple:
+            mods.append(simple[type(layer)]())
+        elif isinstance(layer, minigan.LeakyReLU):
+            mods.append(tnn.LeakyReLU(layer.negative_slope))
+        else:
+            mods.append(torch_module(layer)[0])
+    t = tnn.Sequential(*mods)
+    t.load_state_dict({k: torch.from_numpy(minigan.asnumpy(v)) for k, v in net.state_dict().items()})
+    return t

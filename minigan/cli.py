@@ -1,5 +1,6 @@
 """Command line: ``minigan gradcheck`` (and, as they arrive, train / sample / eval)."""
 import argparse
+import math
 import os
 import sys
 
@@ -142,6 +143,63 @@ def _sample(args):
     return 0
 
 
+def write_curves(run_dir):
+    """DIR/curves.png: losses, D outputs, gradient norms and any evaluation metrics against step."""
+    import json
+
+    from .viz import line_plots, write_png
+
+    path = os.path.join(run_dir, "log.jsonl")
+    if not os.path.exists(path):
+        return None
+    steps, evals = {}, {}
+    with open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            if "eval" in rec:
+                for k, v in rec["eval"].items():
+                    if isinstance(v, (int, float)) and k not in ("step", "n"):
+                        evals.setdefault(k, ([], []))
+                        evals[k][0].append(rec["step"])
+                        evals[k][1].append(v)
+            else:
+                for k in ("loss_d", "loss_g", "d_real", "d_fake", "grad_norm_d", "grad_norm_g"):
+                    steps.setdefault(k, ([], []))
+                    steps[k][0].append(rec["step"])
+                    steps[k][1].append(rec[k])
+    panels = {**steps, **{f"eval {k}": v for k, v in evals.items()}}
+    out = os.path.join(run_dir, "curves.png")
+    write_png(out, line_plots(panels))
+    return out
+
+
+def _eval(args):
+    import json
+
+    from .gan.trainer import Trainer
+    from .metrics import evaluate
+
+    t = Trainer.resume(args.run_dir, data_dir=args.data_dir, backend=args.backend)
+    result = evaluate(t, n=args.n, seed=args.seed)
+    curves = write_curves(args.run_dir)
+    if curves:
+        result["curves"] = curves
+    result = _json_safe(result)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    return 0
+
+
+def _json_safe(v):
+    """Strict JSON: a non-finite number (reverse KL with no high-quality sample) becomes null."""
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="minigan", description="minigan: an autograd-free GAN engine")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -170,6 +228,16 @@ def build_parser():
     p.add_argument("--backend", choices=["numpy", "cupy"])
     p.add_argument("--data-dir", help="MNIST folder, if the run's is gone")
 
+    p = sub.add_parser("eval", help="measure a trained run (mode coverage, FID/IS/precision/recall, ...)",
+                       description="Prints one JSON object of metrics for the run in DIR and writes "
+                                   "DIR/curves.png (losses and metrics against step).")
+    p.add_argument("run_dir", metavar="DIR")
+    p.add_argument("--json", action="store_true", help="one compact line of JSON")
+    p.add_argument("--n", type=int, help="number of generated samples (default: the protocol's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated noise and real subsets")
+    p.add_argument("--backend", choices=["numpy", "cupy"])
+    p.add_argument("--data-dir", help="MNIST folder, if the run's is gone")
+
     p = sub.add_parser("gradcheck", help="check every layer, loss and objective against finite differences",
                        description="Checks every backward pass against float64 central differences on every "
                                    "available backend; exits non-zero on any failure.")
@@ -188,6 +256,8 @@ def main(argv=None):
             return _train(args)
         if args.command == "sample":
             return _sample(args)
+        if args.command == "eval":
+            return _eval(args)
         backends = ["numpy"] + (["cupy"] if has_cupy() else []) if args.backend == "all" else [args.backend]
         for b in backends:
             xp_for(b)                     # an unusable backend fails before the table starts
@@ -195,7 +265,7 @@ def main(argv=None):
     except UsageError as e:
         print(f"minigan {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except (BackendError, DataError, CheckpointError, TrainingDiverged) as e:
+    except (BackendError, DataError, CheckpointError, TrainingDiverged, FileNotFoundError) as e:
         print(f"minigan {args.command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

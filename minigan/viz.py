@@ -61,3 +61,72 @@ def scatter_image(points, centers=None, size=512, extent=None):
         for dx in (0, 1):
             img[np.clip(size - 1 - px[:, 1] - dy, 0, size - 1), np.clip(px[:, 0] + dx, 0, size - 1)] = (0, 0, 0)
     return img
+
+
+# A 3x5 bitmap font: enough to label plots (lower-case letters, digits and . - _ : / =).
+_GLYPHS = {
+    "0": "111101101101111", "1": "010110010010111", "2": "111001111100111", "3": "111001111001111",
+    "4": "101101111001001", "5": "111100111001111", "6": "111100111101111", "7": "111001010010010",
+    "8": "111101111101111", "9": "111101111001111", "a": "010101111101101", "b": "110101110101110",
+    "c": "011100100100011", "d": "110101101101110", "e": "111100110100111", "f": "111100110100100",
+    "g": "011100101101011", "h": "101101111101101", "i": "111010010010111", "j": "001001001101010",
+    "k": "101101110101101", "l": "100100100100111", "m": "101111111101101", "n": "110101101101101",
+    "o": "010101101101010", "p": "110101110100100", "q": "010101101110011", "r": "110101110101101",
+    "s": "011100010001110", "t": "111010010010010", "u": "101101101101111", "v": "101101101101010",
+    "w": "101101111111101", "x": "101101010101101", "y": "101101010010010", "z": "111001010100111",
+    ".": "000000000000010", "-": "000000111000000", "_": "000000000000111", ":": "000010000010000",
+    "/": "001001010100100", "=": "000111000111000", " ": "000000000000000", "+": "000010111010000",
+}
+
+
+def draw_text(img, text, row, col, color=(0, 0, 0), scale=2):
+    """Draw ``text`` (lower-cased; unknown characters as spaces) with its top-left corner at (row, col)."""
+    for k, ch in enumerate(str(text).lower()):
+        bits = _GLYPHS.get(ch, _GLYPHS[" "])
+        for i in range(5):
+            for j in range(3):
+                if bits[3 * i + j] == "1":
+                    r, c = row + i * scale, col + (4 * k + j) * scale
+                    img[max(r, 0):r + scale, max(c, 0):c + scale] = color
+    return img
+
+
+def _fmt(v):
+    return f"{v:.3g}"
+
+
+def line_plots(panels, width=640, panel_height=170):
+    """One panel per entry of ``panels`` {title: (x, y)}: a polyline with its y range written on the
+    left and x range below.  -> uint8 RGB picture."""
+    names = list(panels)
+    img = np.full((panel_height * max(len(names), 1), width, 3), 255, np.uint8)
+    left, right, top, bottom = 70, 12, 22, 22
+    colors = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (23, 190, 207)]
+    for p, name in enumerate(names):
+        x, y = (np.asarray(a, dtype=np.float64) for a in panels[name])
+        ok = np.isfinite(x) & np.isfinite(y)
+        x, y = x[ok], y[ok]
+        y0 = p * panel_height
+        h, w = panel_height - top - bottom, width - left - right
+        img[y0 + top:y0 + top + h, left] = (160, 160, 160)
+        img[y0 + top + h, left:left + w] = (160, 160, 160)
+        draw_text(img, name, y0 + 4, left)
+        if len(x) == 0:
+            continue
+        xmin, xmax, ymin, ymax = x.min(), x.max(), y.min(), y.max()
+        xs = (x - xmin) / (xmax - xmin if xmax > xmin else 1) * (w - 1)
+        ys = (y - ymin) / (ymax - ymin if ymax > ymin else 1) * (h - 1)
+        draw_text(img, _fmt(ymax), y0 + top, 4)
+        draw_text(img, _fmt(ymin), y0 + top + h - 10, 4)
+        draw_text(img, _fmt(xmin), y0 + top + h + 6, left)
+        draw_text(img, _fmt(xmax), y0 + top + h + 6, left + w - 8 * len(_fmt(xmax)))
+        # densify the polyline so steep segments stay connected
+        steps = np.maximum(np.abs(np.diff(xs)), np.abs(np.diff(ys))).astype(int) + 1 if len(xs) > 1 else np.array([])
+        px, py = [xs[:1]], [ys[:1]]
+        for i, n in enumerate(steps):
+            t = np.linspace(0, 1, n + 1)[1:]
+            px.append(xs[i] + (xs[i + 1] - xs[i]) * t)
+            py.append(ys[i] + (ys[i + 1] - ys[i]) * t)
+        px, py = np.concatenate(px).round().astype(int), np.concatenate(py).round().astype(int)
+        img[y0 + top + h - 1 - py, left + 1 + np.clip(px, 0, w - 2)] = colors[p % len(colors)]
+    return img

@@ -17,7 +17,7 @@ class Preset(NamedTuple):
 
 
 DEFAULT_RECIPE = {
-    "data": "ring8",              # ring8 | grid25 | mnist
+    "data": "ring8",              # ring8 | grid25 | mnist | stacked-mnist
     "z_dim": 64,
     "objective": "non_saturating",
     "steps": 2000,
@@ -31,10 +31,13 @@ DEFAULT_RECIPE = {
     "weight_clip": 0.0,           # clamp D's weights into [-c, c] after each step (WGAN; 0: off)
     "l2": 0.0, "l1": 0.0,         # weight decay (Adam's L2) and L1 on both networks
     "d_dropout": 0.0,             # dropout after D's hidden activations
+    "pack": 1,                    # PacGAN: D judges `pack` samples at once (joined along features/channels)
     "ema": 0.0,                   # decay of the EMA of G's weights used for sampling (0: off)
     "init": "torch",              # torch | dcgan
     "conditional": False,         # G and D see the one-hot label (cgan)
     "sample_every": 500, "checkpoint_every": 500,
+    "eval_every": 0,              # evaluate (minigan.metrics.evaluate) into the log every N steps (0: off)
+    "eval_samples": 1000,         # generated samples per in-training evaluation
     "dtype": "float32",
 }
 
@@ -58,7 +61,7 @@ def _lrelu():
 
 def _mixture_nets(r, hidden):
     G = _mlp([r["z_dim"]] + [hidden] * 3 + [2], nn.ReLU)
-    D = _mlp([2] + [hidden] * 3 + [1], _lrelu, dropout=r["d_dropout"])
+    D = _mlp([2 * r["pack"]] + [hidden] * 3 + [1], _lrelu, dropout=r["d_dropout"])
     return G, D
 
 
@@ -66,17 +69,17 @@ def _mlp_mnist(r):
     extra = 10 if r["conditional"] else 0
     G = _mlp([r["z_dim"] + extra, 256, 512, 1024, 784], _lrelu, nn.Tanh) + [nn.Reshape(1, 28, 28)]
     D = [nn.Flatten()] if not extra else []
-    D += _mlp([784 + extra, 512, 256, 1], _lrelu, dropout=r["d_dropout"])
+    D += _mlp([784 * r["pack"] + extra, 512, 256, 1], _lrelu, dropout=r["d_dropout"])
     return G, D
 
 
-def _dcgan_mnist(r):
+def _dcgan_mnist(r, channels=1):
     G = [nn.Linear(r["z_dim"], 7 * 7 * 256, bias=False), nn.Reshape(256, 7, 7), nn.BatchNorm2d(256), nn.ReLU(),
          nn.ConvTranspose2d(256, 128, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(128), nn.ReLU(),   # 14x14
          nn.ConvTranspose2d(128, 64, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),     # 28x28
-         nn.Conv2d(64, 1, 3, padding=1), nn.Tanh()]
+         nn.Conv2d(64, channels, 3, padding=1), nn.Tanh()]
     drop = [nn.Dropout(r["d_dropout"])] if r["d_dropout"] else []
-    D = [nn.Conv2d(1, 64, 4, stride=2, padding=1), _lrelu(), *drop,                                           # 14x14
+    D = [nn.Conv2d(channels * r["pack"], 64, 4, stride=2, padding=1), _lrelu(), *drop,                                    # 14x14
          nn.Conv2d(64, 128, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(128), _lrelu(), *drop,        # 7x7
          nn.Flatten(), nn.Linear(128 * 7 * 7, 1)]
     return G, D
@@ -97,7 +100,7 @@ def _res_down(cin, cout, first=False):
 def _resnet_mnist(r, ch=64):
     G = [nn.Linear(r["z_dim"], ch * 7 * 7), nn.Reshape(ch, 7, 7), _res_up(ch, ch), _res_up(ch, ch),   # 14, 28
          nn.BatchNorm2d(ch), nn.ReLU(), nn.Conv2d(ch, 1, 3, padding=1), nn.Tanh()]
-    D = [_res_down(1, ch, first=True), _res_down(ch, ch), _lrelu(), nn.Flatten(), nn.Linear(ch * 7 * 7, 1)]
+    D = [_res_down(r["pack"], ch, first=True), _res_down(ch, ch), _lrelu(), nn.Flatten(), nn.Linear(ch * 7 * 7, 1)]
     return G, D
 
 
@@ -114,6 +117,9 @@ PRESETS = {
                                              ema=0.999), "DCGAN on 28x28 MNIST"),
     "resnet-mnist": Preset(_resnet_mnist, dict(data="mnist", z_dim=128, steps=5000, batch_size=64, ema=0.999),
                            "ResNet GAN on MNIST: residual up-blocks in G, down-blocks in D"),
+    "dcgan-stacked": Preset(lambda r: _dcgan_mnist(r, channels=3), dict(
+        data="stacked-mnist", z_dim=100, steps=5000, batch_size=64, init="dcgan", ema=0.999),
+        "DCGAN on stacked MNIST: three digits as RGB channels, 1000 modes"),
     "cgan-mnist": Preset(_mlp_mnist, dict(data="mnist", z_dim=100, steps=10000, batch_size=128, conditional=True),
                          "conditional MLP GAN on MNIST: one-hot digit joined to z and to D's input"),
 }
@@ -126,7 +132,13 @@ def recipe_for(name, **overrides):
     unknown = set(overrides) - set(DEFAULT_RECIPE)
     if unknown:
         raise KeyError(f"unknown recipe keys {sorted(unknown)}; known: {', '.join(DEFAULT_RECIPE)}")
-    return {**DEFAULT_RECIPE, **PRESETS[name].recipe, **overrides}
+    recipe = {**DEFAULT_RECIPE, **PRESETS[name].recipe, **overrides}
+    if recipe["pack"] < 1 or recipe["batch_size"] % recipe["pack"]:
+        raise ValueError(f"pack must be >= 1 and divide batch_size, got pack={recipe['pack']}, "
+                         f"batch_size={recipe['batch_size']}")
+    if recipe["pack"] > 1 and recipe["conditional"]:
+        raise ValueError("packing (pack > 1) is not supported for conditional presets")
+    return recipe
 
 
 def build_nets(name, recipe=None, seed=0):

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import checkpoint, optim
 from ..backend import get_backend, get_xp, to_backend
-from ..data import MIXTURES, load_mnist
+from ..data import MIXTURES, load_mnist, stacked_mnist
 from ..viz import image_grid, scatter_image, write_png
 from .losses import gan_objective
 from .models import build_nets, recipe_for
@@ -81,10 +81,11 @@ class Trainer:
         if kind in MIXTURES:
             self.mixture, self.images, self.labels = MIXTURES[kind](), None, None
             return
-        if kind != "mnist":
+        if kind not in ("mnist", "stacked-mnist"):
             raise ValueError(f"unknown data {kind!r}")
         images, labels, self.split = load_mnist(self.data_dir)
         self.mixture = None
+        self.host_images, self.host_labels = images, labels          # uint8, for evaluation
         self.images = xp.asarray((images.astype(np.float32) / 127.5 - 1).astype(self.dtype)[:, None])  # [-1, 1]
         self.labels = labels.astype(np.int64)
 
@@ -93,6 +94,9 @@ class Trainer:
         if self.mixture is not None:
             x, _ = self.mixture.sample(n, self.rng)
             return to_backend(x.astype(self.dtype), self.backend), None
+        if self.recipe["data"] == "stacked-mnist":
+            x, modes = stacked_mnist(self.host_images, self.host_labels, n, self.rng)
+            return to_backend((x.astype(np.float32) / 127.5 - 1).astype(self.dtype), self.backend), None
         idx = self.rng.integers(0, len(self.labels), size=n)
         return self.images[idx], self.labels[idx]
 
@@ -108,6 +112,12 @@ class Trainer:
         return get_xp(z).concatenate([z, self._onehot(labels)], axis=1)
 
     def _d_input(self, x, labels):
+        """What D sees: x itself; with PacGAN packing m consecutive samples joined along axis 1
+        (features or channels), a reshape, so D's input gradient reshapes straight back; with a
+        condition, x flattened and joined with the one-hot label."""
+        pack = self.recipe["pack"]
+        if pack > 1:
+            return x.reshape((len(x) // pack, pack * x.shape[1]) + x.shape[2:])
         if not self.recipe["conditional"]:
             return x
         return get_xp(x).concatenate([x.reshape(len(x), -1), self._onehot(labels)], axis=1)
@@ -135,7 +145,8 @@ class Trainer:
         loss_g, dlogit_g = obj.g_loss(logit_g)
         dfake, _ = D.backward(dlogit_g, tape_g, param_grads=False)
         if r["conditional"]:
-            dfake = dfake[:, :-10].reshape(fake.shape)
+            dfake = dfake[:, :-10]
+        dfake = dfake.reshape(fake.shape)
         _, gG = G.backward(dfake, g_tape)
         norm_g = self._finish_grads("G", G, gG, loss_g)
         self.opt_g.step(G.parameters(), gG)
@@ -188,6 +199,11 @@ class Trainer:
                     log.write(json.dumps(rec) + "\n")
                 if bar is not None:
                     bar.update(rec)
+                if r["eval_every"] and self.step % r["eval_every"] == 0:
+                    from ..metrics import evaluate       # (the metrics need the trainer; import late)
+                    result = evaluate(self, n=r["eval_samples"])
+                    if log is not None:
+                        log.write(json.dumps({"step": self.step, "eval": result}) + "\n")
                 if self.out_dir is not None:
                     if self.step % r["sample_every"] == 0 and self.step < total:
                         (self.out_dir / "samples").mkdir(exist_ok=True)

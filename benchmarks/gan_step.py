@@ -1,0 +1,192 @@
+"""One GAN training step (design.md: D on a real and a fake batch, G through the updated D,
+Adam 2e-4, betas (0.5, 0.999), float32), minigan against the identical PyTorch step, same run.
+
+    python benchmarks/gan_step.py --workload mlp|dcgan32|dcgan64 [--backend numpy|cupy] [--batch B]
+                                  [--repeats 7] [--no-memory]
+
+Timing: both steps run alternately (warm-up excluded); each repeat times --steps-per-repeat steps;
+the median over repeats is reported, with the ratio minigan/torch.  Memory: each library's step
+runs in a fresh subprocess; CPU: peak RSS growth over the steps (ru_maxrss after - before);
+GPU: cupy's memory-pool high-water mark vs torch.cuda.max_memory_allocated.
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import minigan
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def workload(name):
+    """(G layers, D layers, z shape without batch, image shape, default batch)."""
+    C, CT, BN, L = minigan.Conv2d, minigan.ConvTranspose2d, minigan.BatchNorm2d, minigan.LeakyReLU
+    if name == "mlp":
+        G = [minigan.Linear(100, 256), L(0.2), minigan.Linear(256, 512), L(0.2), minigan.Linear(512, 1024), L(0.2),
+             minigan.Linear(1024, 784), minigan.Tanh()]
+        D = [minigan.Linear(784, 512), L(0.2), minigan.Linear(512, 256), L(0.2), minigan.Linear(256, 1)]
+        return G, D, (100,), (784,), 64
+    if name in ("dcgan32", "dcgan64"):
+        gch, dch, out_ch = ([256, 128, 64], [64, 128, 256], 1) if name == "dcgan32" else ([512, 256, 128, 64], [64, 128, 256, 512], 3)
+        G = [CT(100, gch[0], 4, 1, 0, bias=False), BN(gch[0]), minigan.ReLU()]
+        for a, b in zip(gch[:-1], gch[1:]):
+            G += [CT(a, b, 4, 2, 1, bias=False), BN(b), minigan.ReLU()]
+        G += [CT(gch[-1], out_ch, 4, 2, 1, bias=False), minigan.Tanh()]
+        D = [C(out_ch, dch[0], 4, 2, 1, bias=False), L(0.2)]
+        for a, b in zip(dch[:-1], dch[1:]):
+            D += [C(a, b, 4, 2, 1, bias=False), BN(b), L(0.2)]
+        D += [C(dch[-1], 1, 4, 1, 0, bias=False)]
+        size = 32 if name == "dcgan32" else 64
+        return G, D, (100, 1, 1), (out_ch, size, size), 64 if name == "dcgan32" else 128
+    raise SystemExit(f"unknown workload {name!r}; choose mlp, dcgan32, dcgan64")
+
+
+def build(name, backend, batch, seed=0):
+    g_layers, d_layers, zshape, xshape, default_batch = workload(name)
+    batch = batch or default_batch
+    G = minigan.Sequential(*g_layers, seed=seed, init="dcgan").to(backend)
+    D = minigan.Sequential(*d_layers, seed=seed + 1, init="dcgan").to(backend)
+    rng = np.random.default_rng(seed)
+    z = minigan.to_backend(rng.standard_normal((batch,) + zshape).astype(np.float32), backend)
+    real = minigan.to_backend(rng.uniform(-1, 1, (batch,) + xshape).astype(np.float32), backend)
+    return G, D, z, real, batch
+
+
+def minigan_step_fn(G, D, z, real):
+    opt_g, opt_d = minigan.Adam(2e-4, (0.5, 0.999)), minigan.Adam(2e-4, (0.5, 0.999))
+    objective = minigan.gan_objective("non_saturating")
+
+    def step():
+        fake, g_tape = G.forward(z, train=True)
+        logit_r, tape_r = D.forward(real, train=True)
+        logit_f, tape_f = D.forward(fake, train=True)
+        loss_d, dlogit_r, dlogit_f = objective.d_loss(logit_r, logit_f)
+        _, gD = D.backward(dlogit_r, tape_r)
+        _, gD = D.backward(dlogit_f, tape_f, grads=gD)
+        opt_d.step(D.parameters(), gD)
+        logit_g, tape_g = D.forward(fake, train=True)
+        loss_g, dlogit_g = objective.g_loss(logit_g)
+        dfake, _ = D.backward(dlogit_g, tape_g, param_grads=False)
+        _, gG = G.backward(dfake, g_tape)
+        opt_g.step(G.parameters(), gG)
+    return step
+
+
+def torch_step_fn(G, D, z, real, device):
+    import torch
+    import torch.nn.functional as F
+    from _twins import torch_sequential
+
+    tG, tD = torch_sequential(G).to(device), torch_sequential(D).to(device)
+    tz = torch.from_numpy(minigan.asnumpy(z)).to(device)
+    treal = torch.from_numpy(minigan.asnumpy(real)).to(device)
+    opt_g = torch.optim.Adam(tG.parameters(), 2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(tD.parameters(), 2e-4, betas=(0.5, 0.999))
+
+    def step():
+        fake = tG(tz)
+        logit_r, logit_f = tD(treal), tD(fake.detach())
+        loss_d = F.binary_cross_entropy_with_logits(logit_r, torch.ones_like(logit_r)) + \
+            F.binary_cross_entropy_with_logits(logit_f, torch.zeros_like(logit_f))
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        logit_g = tD(fake)
+        loss_g = F.binary_cross_entropy_with_logits(logit_g, torch.ones_like(logit_g))
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+    return step
+
+
+def syncs(backend):
+    if backend == "cupy":
+        import cupy
+        import torch
+        return (lambda: cupy.cuda.get_current_device().synchronize()), torch.cuda.synchronize
+    return (lambda: None), (lambda: None)
+
+
+def time_both(args):
+    G, D, z, real, batch = build(args.workload, args.backend, args.batch)
+    device = "cuda" if args.backend == "cupy" else "cpu"
+    ours, theirs = minigan_step_fn(G, D, z, real), torch_step_fn(G, D, z, real, device)
+    sync_m, sync_t = syncs(args.backend)
+    for fn, sync in ((ours, sync_m), (theirs, sync_t)):       # warm-up, excluded
+        for _ in range(2):
+            fn()
+        sync()
+    tm, tt = [], []
+    for _ in range(args.repeats):
+        for fn, sync, out in ((ours, sync_m, tm), (theirs, sync_t, tt)):
+            t0 = time.perf_counter()
+            for _ in range(args.steps_per_repeat):
+                fn()
+            sync()
+            out.append((time.perf_counter() - t0) * 1e3 / args.steps_per_repeat)
+    return batch, statistics.median(tm), statistics.median(tt)
+
+
+def memory_child(args):
+    """Run in a subprocess: build one library's step, report its peak memory growth in bytes."""
+    G, D, z, real, _ = build(args.workload, args.backend, args.batch)
+    fn = minigan_step_fn(G, D, z, real) if args.memory_child == "minigan" else \
+        torch_step_fn(G, D, z, real, "cuda" if args.backend == "cupy" else "cpu")
+    if args.backend == "cupy":
+        import cupy
+        import torch
+        pool = cupy.get_default_memory_pool()
+        for _ in range(3):
+            fn()
+        cupy.cuda.get_current_device().synchronize()
+        torch.cuda.synchronize()
+        peak = pool.total_bytes() if args.memory_child == "minigan" else torch.cuda.max_memory_allocated()
+        print(json.dumps({"peak": int(peak)}))
+        return
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in range(3):
+        fn()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peak": int((after - before) * 1024)}))
+
+
+def measure_memory(args, which):
+    cmd = [sys.executable, os.path.abspath(__file__), "--workload", args.workload, "--backend", args.backend,
+           "--memory-child", which] + (["--batch", str(args.batch)] if args.batch else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    return json.loads(out)["peak"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workload", default="mlp")
+    ap.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
+    ap.add_argument("--batch", type=int)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--steps-per-repeat", type=int, default=3)
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--memory-child", choices=["minigan", "torch"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.memory_child:
+        return memory_child(args)
+    import torch
+    batch, ms, tms = time_both(args)
+    device = platform.machine() + " CPU" if args.backend == "numpy" else torch.cuda.get_device_name()
+    print(f"# {args.workload}, batch {batch}, float32, {device}, numpy {np.__version__}, torch {torch.__version__}, "
+          f"threads {torch.get_num_threads()}, median of {args.repeats} x {args.steps_per_repeat} steps")
+    print(f"minigan {ms:9.2f} ms/step   torch {tms:9.2f} ms/step   ratio minigan/torch {ms / tms:.2f}")
+    if not args.no_memory:
+        pm, pt = measure_memory(args, "minigan"), measure_memory(args, "torch")
+        print(f"peak memory growth: minigan {pm / 2**20:.1f} MiB   torch {pt / 2**20:.1f} MiB   ratio {pm / max(pt, 1):.2f}")
+
+
+if __name__ == "__main__":
+    main()

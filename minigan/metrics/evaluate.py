@@ -1,0 +1,53 @@
+"""Evaluate a training run: mode coverage for 2-D mixtures, classifier-feature metrics for MNIST,
+modes out of 1000 for stacked MNIST.  Each metric comes with its real-vs-real floor where one exists
+(two disjoint halves of the real data), so that a number can be read against what is attainable."""
+import numpy as np
+
+from ..data import stacked_mnist
+from .classifier import MnistClassifier
+from .features import fid, inception_score, kl_to_uniform, precision_recall
+from .mixtures import mode_coverage
+
+MIXTURE_SAMPLES = 2500          # the PacGAN protocol
+STACKED_SAMPLES = 26000         # the VEEGAN / PacGAN stacked-MNIST protocol
+
+
+def _feature_metrics(clf, real, fake):
+    fr, ff = clf.features(real), clf.features(fake)
+    precision, recall = precision_recall(fr, ff, k=3)
+    return {"fid": fid(fr, ff), "inception_score": inception_score(clf.probs(fake)),
+            "precision": precision, "recall": recall}
+
+
+def evaluate(trainer, n=None, seed=0, classifier=None):
+    """-> a flat dict of metrics for the run held by ``trainer`` (its EMA generator if it has one)."""
+    rng = np.random.default_rng(seed)
+    if trainer.mixture is not None:
+        n = n or MIXTURE_SAMPLES
+        m = mode_coverage(trainer.sample(n, seed=seed), trainer.mixture.centers, trainer.mixture.std)
+        return {"preset": trainer.preset, "step": trainer.step, "n": n, "modes": m["modes"],
+                "n_modes": len(trainer.mixture.centers), "hq_fraction": m["hq_fraction"],
+                "reverse_kl": m["reverse_kl"]}
+    clf = classifier or MnistClassifier()
+    if trainer.recipe["data"] == "stacked-mnist":
+        n = n or STACKED_SAMPLES
+        fake = trainer.sample(n, seed=seed)                                     # (n, 3, 28, 28)
+        digits = [clf.predict(fake[:, c:c + 1]) for c in range(3)]
+        modes = 100 * digits[0] + 10 * digits[1] + digits[2]
+        real, real_modes = stacked_mnist(trainer.host_images, trainer.host_labels, n, rng)
+        out = {"preset": trainer.preset, "step": trainer.step, "n": n,
+               "modes": int(len(np.unique(modes))), "kl": kl_to_uniform(modes, 1000),
+               "floor": {"modes": int(len(np.unique(real_modes))), "kl": kl_to_uniform(real_modes, 1000)}}
+        return out
+    images = trainer.host_images
+    n = min(n or 5000, len(images) // 2)
+    fake = trainer.sample(n, seed=seed)
+    order = rng.permutation(len(images))
+    real_a = images[order[:n]].astype(np.float32)[:, None] / 127.5 - 1
+    real_b = images[order[n:2 * n]].astype(np.float32)[:, None] / 127.5 - 1
+    out = {"preset": trainer.preset, "step": trainer.step, "n": n, **_feature_metrics(clf, real_a, fake),
+           "digit_kl": kl_to_uniform(clf.predict(fake), 10)}
+    floor = _feature_metrics(clf, real_a, real_b)
+    floor["digit_kl"] = kl_to_uniform(clf.predict(real_b), 10)
+    out["floor"] = floor
+    return out

@@ -1,0 +1,116 @@
+"""Metrics on cases with known answers, the shipped MNIST evaluator, `minigan eval`."""
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from minigan import data, metrics
+from minigan.metrics import features
+from minigan.metrics.classifier import WEIGHTS, MnistClassifier
+
+from conftest import shared_data
+
+
+def test_perfect_sampler_covers_every_mode():
+    for mix in (data.ring8(), data.grid25()):
+        x, _ = mix.sample(2500, np.random.default_rng(0))
+        m = metrics.mode_coverage(x, mix.centers, mix.std)
+        k = len(mix.centers)
+        assert m["modes"] == k
+        assert m["hq_fraction"] > 0.98          # P(|N(0, s^2 I_2)| < 3s) = 1 - e^-4.5 = 0.989
+        assert m["reverse_kl"] < 0.02
+
+
+def test_collapsed_sampler_scores_one_mode():
+    mix = data.ring8()
+    x = mix.centers[3] + 0.001 * np.random.default_rng(0).standard_normal((2500, 2))
+    m = metrics.mode_coverage(x, mix.centers, mix.std)
+    assert m["modes"] == 1 and m["hq_fraction"] == 1.0
+    assert math.isclose(m["reverse_kl"], math.log(8), rel_tol=1e-12)
+    far = metrics.mode_coverage(np.full((10, 2), 50.0), mix.centers, mix.std)
+    assert far["modes"] == 0 and far["hq_fraction"] == 0.0 and far["reverse_kl"] == float("inf")
+
+
+def test_fid_known_answers():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((3000, 5)) @ rng.standard_normal((5, 5))
+    assert metrics.fid(a, a) < 1e-8
+    assert abs(metrics.fid(a, a[rng.permutation(len(a))]) - metrics.fid(a, a)) < 1e-8
+    # diagonal Gaussians: FID = |mu1 - mu2|^2 + sum (sqrt(v1) - sqrt(v2))^2
+    mu1, mu2, v1, v2 = np.array([0.0, 1.0]), np.array([2.0, -1.0]), np.array([1.0, 4.0]), np.array([9.0, 0.25])
+    expect = ((mu1 - mu2) ** 2).sum() + ((np.sqrt(v1) - np.sqrt(v2)) ** 2).sum()
+    assert math.isclose(features.frechet_distance(mu1, np.diag(v1), mu2, np.diag(v2)), expect, rel_tol=1e-12)
+    b = a + 3.0
+    assert math.isclose(metrics.fid(a, b), 5 * 9.0, rel_tol=1e-9)
+
+
+def test_precision_recall_and_inception_score_known_answers():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((500, 8))
+    assert features.precision_recall(a, a.copy()) == (1.0, 1.0)
+    p, r = features.precision_recall(a, a[:50] * 0.01)           # a tight blob inside the real cloud
+    assert p == 1.0 and r < 0.2
+    assert math.isclose(features.inception_score(np.eye(10)[np.arange(1000) % 10]), 10.0, rel_tol=1e-6)
+    assert math.isclose(features.inception_score(np.eye(10)[np.zeros(100, int)]), 1.0, rel_tol=1e-6)
+    assert features.kl_to_uniform(np.arange(1000) % 10, 10) == 0.0
+    assert math.isclose(features.kl_to_uniform(np.zeros(5, int), 10), math.log(10))
+
+
+def test_shipped_classifier_accuracy_on_held_out_digits():
+    images, labels, _ = data.load_mnist(shared_data("mnist"))
+    clf = MnistClassifier()
+    x = images[8000:].astype(np.float32)[:, None] / 127.5 - 1      # never seen in training
+    acc = float((clf.predict(x) == labels[8000:]).mean())
+    assert acc >= 0.985, acc
+    assert clf.meta["accuracy"] == pytest.approx(acc, abs=1e-9)
+    assert clf.features(x[:7]).shape == (7, 128)
+    with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\)"):
+        clf.features(np.zeros((2, 28, 28), np.float32))
+
+
+def test_classifier_weights_ship_with_the_package():
+    assert WEIGHTS.exists() and WEIGHTS.stat().st_size < 2_000_000
+
+
+def _minigan(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "minigan", *args], capture_output=True, text=True, timeout=600,
+                          cwd=cwd)
+
+
+def test_eval_cli_on_ring8_and_mnist_runs(tmp_path):
+    mnist = str(shared_data("mnist"))
+    assert _minigan("train", "--steps", "20", "--out", "r", "--quiet", cwd=tmp_path).returncode == 0
+    r = _minigan("eval", "r", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert {"modes", "hq_fraction", "reverse_kl"} <= set(out) and 0 <= out["hq_fraction"] <= 1
+    assert (tmp_path / "r" / "curves.png").exists()
+    assert _minigan("train", "--preset", "mlp-mnist", "--steps", "3", "--batch-size", "16", "--out", "m",
+                    "--data-dir", mnist, "--quiet", cwd=tmp_path).returncode == 0
+    r = _minigan("eval", "m", "--json", "--n", "300", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert {"fid", "inception_score", "precision", "recall", "floor"} <= set(out)
+    assert out["floor"]["fid"] < out["fid"]                      # 3 steps of training is far from real
+    assert len(r.stdout.strip().splitlines()) == 1
+
+
+def test_stacked_eval_counts_modes(tmp_path):
+    from minigan.gan.trainer import Trainer
+
+    t = Trainer("dcgan-stacked", seed=0, steps=1, batch_size=4, data_dir=shared_data("mnist"))
+    t.run(progress=False)
+    out = metrics.evaluate(t, n=500)
+    assert 0 < out["modes"] <= 1000 and out["kl"] >= 0 and out["floor"]["modes"] > 350
+
+
+def test_evaluation_during_training_goes_into_the_log(tmp_path):
+    from minigan.gan.trainer import Trainer
+
+    Trainer("ring8", seed=0, out_dir=tmp_path, steps=4, batch_size=16, eval_every=2, eval_samples=200).run(progress=False)
+    recs = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    evals = [r for r in recs if "eval" in r]
+    assert [r["step"] for r in evals] == [2, 4] and "modes" in evals[0]["eval"]
