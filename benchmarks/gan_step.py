@@ -6,8 +6,9 @@ Adam 2e-4, betas (0.5, 0.999), float32), minigan against the identical PyTorch s
 
 Timing: both steps run alternately (warm-up excluded); each repeat times --steps-per-repeat steps;
 the median over repeats is reported, with the ratio minigan/torch.  Memory: each library's step
-runs in a fresh subprocess; CPU: peak RSS growth over the steps (ru_maxrss after - before);
-GPU: cupy's memory-pool high-water mark vs torch.cuda.max_memory_allocated.
+runs in a fresh subprocess; CPU: the peak RSS during three steps above the RSS before them (after
+one warm-up step, so optimizer state counts as resident, not as step memory); GPU: cupy's
+memory-pool high-water mark vs torch.cuda.max_memory_allocated.
 """
 import argparse
 import json
@@ -151,11 +152,30 @@ def memory_child(args):
         peak = pool.total_bytes() if args.memory_child == "minigan" else torch.cuda.max_memory_allocated()
         print(json.dumps({"peak": int(peak)}))
         return
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fn()                                   # first step: optimizer state and caches exist from here on
+    before = _rss_kib("VmRSS")
+    _reset_peak_rss()
     for _ in range(3):
         fn()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak": int((after - before) * 1024)}))
+    print(json.dumps({"peak": int((_rss_kib("VmHWM") - before) * 1024)}))
+
+
+def _rss_kib(field):
+    """VmRSS (current) or VmHWM (peak since the last reset) of this process, in KiB (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _reset_peak_rss():
+    """Linux: writing 5 to clear_refs resets VmHWM to the current RSS."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
 
 
 def measure_memory(args, which):

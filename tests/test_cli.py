@@ -51,7 +51,7 @@ def test_train_with_no_arguments_trains_ring8(tmp_path):
     run = tmp_path / "runs" / "ring8"
     for name in ("checkpoint.npz", "log.jsonl", "samples.png"):
         assert (run / name).exists(), name
-    assert len((run / "log.jsonl").read_text().splitlines()) == 3000
+    assert len((run / "log.jsonl").read_text().splitlines()) == 6000
     assert "steps/s" in r.stderr
 
 
