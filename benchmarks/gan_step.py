@@ -6,8 +6,8 @@ Adam 2e-4, betas (0.5, 0.999), float32), minigan against the identical PyTorch s
 
 Timing: both steps run alternately (warm-up excluded); each repeat times --steps-per-repeat steps;
 the median over repeats is reported, with the ratio minigan/torch.  Memory: each library's step
-runs in a fresh subprocess; CPU: the peak RSS during three steps above the RSS before them (after
-one warm-up step, so optimizer state counts as resident, not as step memory); GPU: cupy's
+runs in a fresh subprocess; CPU: the peak RSS during its first three steps above the RSS before
+them (activations, gradients, caches and the optimizer state that the steps create); GPU: cupy's
 memory-pool high-water mark vs torch.cuda.max_memory_allocated.
 """
 import argparse
@@ -152,7 +152,6 @@ def memory_child(args):
         peak = pool.total_bytes() if args.memory_child == "minigan" else torch.cuda.max_memory_allocated()
         print(json.dumps({"peak": int(peak)}))
         return
-    fn()                                   # first step: optimizer state and caches exist from here on
     before = _rss_kib("VmRSS")
     _reset_peak_rss()
     for _ in range(3):

@@ -69,8 +69,9 @@ def _check_input(layer, x, ndim, channels=None, dtype=None, layout=""):
     """Rank, channel count (axis 1) and dtype checks shared by the layers."""
     shape = tuple(x.shape)
     if x.ndim not in ndim:
-        raise LayerInputError(layer, f"expected a {' or '.join(f'{n}-d' for n in ndim)} input "
-                                     f"{layout}, got shape {shape}")
+        want = f"an input of at least {ndim.start} dimensions" if isinstance(ndim, range) else \
+            f"a {' or '.join(f'{n}-d' for n in ndim)} input"
+        raise LayerInputError(layer, f"expected {want} {layout}, got shape {shape}")
     if channels is not None and shape[1] != channels:
         raise LayerInputError(layer, f"expected {channels} channels (axis 1) {layout}, got shape {shape}")
     if dtype is not None and x.dtype != dtype:
