@@ -111,7 +111,8 @@ PRESETS = {
         data="ring8", z_dim=16, steps=6000, batch_size=256, lr_g=1e-3, lr_d=1e-3, objective="hinge", ema=0.999,
         sample_every=2000, checkpoint_every=2000), "8 Gaussians on the unit circle (std 0.01), MLP G and D"),
     "grid25": Preset(lambda r: _mixture_nets(r, 256), dict(
-        data="grid25", z_dim=16, steps=6000, batch_size=256, lr_g=5e-4, lr_d=5e-4, sample_every=2000,
+        data="grid25", z_dim=16, steps=6000, batch_size=256, lr_g=5e-4, lr_d=5e-4, objective="hinge", ema=0.999,
+        sample_every=2000,
         checkpoint_every=2000), "25 Gaussians on a 5x5 grid (std 0.05), MLP G and D"),
     "mlp-mnist": Preset(_mlp_mnist, dict(data="mnist", z_dim=100, steps=10000, batch_size=128),
                         "MLP GAN on MNIST (z=100, LeakyReLU, tanh output)"),
