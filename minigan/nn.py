@@ -709,6 +709,9 @@ class Sequential(Layer):
         if tuple(dy.shape) != tape.out_shape:
             raise ValueError(f"Sequential.backward: dy has shape {tuple(dy.shape)}, but the forward output "
                              f"had shape {tape.out_shape}")
+        if dy.dtype != self.dtype:
+            raise TypeError(f"Sequential.backward: dy has dtype {dy.dtype}, but the network computes in "
+                            f"{self.dtype}; gradients would silently change precision")
         dx, nested = self.apply_backward(self.params, dy, tape.caches, param_grads)
         flat = flatten_tree(nested)
         new = {k: flat[k] for k in self._flat if k in flat}      # in parameter order

@@ -144,6 +144,8 @@ def test_bad_construction_and_backward_errors():
     y, tape = net.forward(np.zeros((2, 1, 32, 32)))
     with pytest.raises(ValueError, match=r"dy has shape \(2, 2\), but the forward output had shape \(2, 1\)"):
         net.backward(np.zeros((2, 2)), tape)
+    with pytest.raises(TypeError, match="dy has dtype float32, but the network computes in float64"):
+        net.backward(np.zeros((2, 1), np.float32), tape)
     with pytest.raises(ValueError, match="not made by this network"):
         contract_net().backward(np.zeros((2, 1)), tape)
 

@@ -95,7 +95,8 @@ def test_nan_gradient_is_caught_before_the_update(tmp_path):
 
 
 def test_log_and_pictures(tmp_path):
-    Trainer("ring8", seed=0, out_dir=tmp_path, steps=6, batch_size=16, sample_every=3).run(progress=False)
+    Trainer("ring8", seed=0, out_dir=tmp_path, steps=6, batch_size=16, sample_every=3,
+            objective="non_saturating").run(progress=False)     # D(x) is then a probability
     recs = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert set(recs[0]) == {"step", "loss_d", "loss_g", "d_real", "d_fake", "grad_norm_d", "grad_norm_g", "time"}
     assert 0 < recs[0]["d_real"] < 1
