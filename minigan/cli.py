@@ -107,8 +107,8 @@ def _train(args):
         from .data import download_mnist
         args.data_dir = str(download_mnist(args.data_dir))
     if args.resume:
-        if args.batch_size is not None or args.seed is not None:
-            raise UsageError("--batch-size and --seed belong to the original run and cannot change on --resume")
+        if args.batch_size is not None or args.seed is not None or args.out is not None:
+            raise UsageError("--batch-size, --seed and --out belong to the original run and cannot change on --resume")
         t = Trainer.resume(args.resume, data_dir=args.data_dir, backend=args.backend, preset=args.preset)
     else:
         preset = args.preset or "ring8"

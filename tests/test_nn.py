@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 import minigan
-from minigan import nn
 
 
 def contract_net(dtype=np.float64, seed=0):
