@@ -11,22 +11,29 @@ def normalize_forward(x, axes, eps):
     invstd = 1 / sqrt(var + eps); the statistics are taken over ``axes`` (kept as size-1 axes)."""
     m = x.size // _reduced_size(x, axes)
     mean = accurate_sum(x, axes, keepdims=True) / m
-    xc = x - mean
-    var = accurate_sum(xc * xc, axes, keepdims=True) / m
+    xhat = x - mean                                   # x - mean for now, scaled in place below
+    var = accurate_sum(xhat * xhat, axes, keepdims=True) / m
     invstd = 1 / (var + eps) ** 0.5
-    return xc * invstd, mean, var, invstd
+    xhat *= invstd
+    return xhat, mean, var, invstd
 
 
-def normalize_backward(dxhat, xhat, invstd, axes):
-    """Gradient through xhat = (x - mean) invstd, with M = the number of elements reduced:
-        dvar  = -1/2 invstd^2 sum(dxhat * xhat)          (d var, using x - mean = xhat / invstd)
-        dmean = -invstd sum(dxhat)                        (the dvar term vanishes: sum(x - mean) = 0)
+def normalize_backward(dxhat, xhat, invstd, sum_dxhat, sum_dxhat_xhat):
+    """Gradient through xhat = (x - mean) invstd, with M = the number of elements reduced and the
+    per-statistic sums S1 = sum(dxhat), S2 = sum(dxhat * xhat) supplied by the caller (BatchNorm
+    gets them from its dgamma/dbeta sums for free):
+        dvar  = -1/2 invstd^2 S2                     (d var, using x - mean = xhat / invstd)
+        dmean = -invstd S1                           (the dvar term vanishes: sum(x - mean) = 0)
         dx    = dxhat invstd + dvar 2 (x - mean) / M + dmean / M
     """
     m = xhat.size // invstd.size
-    dvar = -0.5 * invstd * invstd * accurate_sum(dxhat * xhat, axes, keepdims=True)
-    dmean = -invstd * accurate_sum(dxhat, axes, keepdims=True)
-    return dxhat * invstd + dvar * (2 / m) * (xhat / invstd) + dmean / m
+    dvar = -0.5 * invstd * invstd * sum_dxhat_xhat
+    dmean = -invstd * sum_dxhat
+    # the same sum with per-statistic coefficients, in place: (x - mean) = xhat / invstd
+    dx = dxhat * invstd
+    dx += xhat * (dvar * (2 / m) / invstd)
+    dx += dmean / m
+    return dx
 
 
 def _reduced_size(x, axes):
@@ -64,7 +71,10 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, train, moment
     else:
         invstd = (1 / (running_var + eps) ** 0.5).reshape(shape)
         xhat = (x - running_mean.reshape(shape)) * invstd
-    y = xhat * weight.reshape(shape) + bias.reshape(shape) if weight is not None else xhat
+    y = xhat
+    if weight is not None:
+        y = xhat * weight.reshape(shape)
+        y += bias.reshape(shape)
     return y, (xhat, invstd, weight, train, axes)
 
 
@@ -76,11 +86,22 @@ def batch_norm_backward(dy, cache, param_grads=True):
     """
     xhat, invstd, weight, train, axes = cache
     check_dout("batch_norm_backward", dy, xhat.shape)
-    dxhat = dy * weight.reshape(invstd.shape) if weight is not None else dy
-    dx = normalize_backward(dxhat, xhat, invstd, axes) if train else dxhat * invstd
+    gamma = None if weight is None else weight.reshape(invstd.shape)
+    dxhat = dy * gamma if gamma is not None else dy
+    dgamma = dbeta = None
+    if train:
+        # sum(dxhat) = gamma sum(dy) = gamma dbeta and sum(dxhat xhat) = gamma dgamma: one pair of sums
+        dbeta = accurate_sum(dy, axes, keepdims=True)
+        dgamma = accurate_sum(dy * xhat, axes, keepdims=True)
+        s1, s2 = (dbeta, dgamma) if gamma is None else (gamma * dbeta, gamma * dgamma)
+        dx = normalize_backward(dxhat, xhat, invstd, s1, s2)
+    else:
+        dx = dxhat * invstd
     if not param_grads or weight is None:
         return dx, None, None
-    return dx, accurate_sum(dy * xhat, axes), accurate_sum(dy, axes)
+    if dgamma is None:
+        dbeta, dgamma = accurate_sum(dy, axes, keepdims=True), accurate_sum(dy * xhat, axes, keepdims=True)
+    return dx, dgamma.reshape(-1), dbeta.reshape(-1)
 
 
 def layer_norm_forward(x, weight, bias, n_axes, eps):
@@ -101,7 +122,8 @@ def layer_norm_backward(dy, cache, param_grads=True):
     xhat, invstd, weight, has_bias, axes = cache
     check_dout("layer_norm_backward", dy, xhat.shape)
     dxhat = dy * weight if weight is not None else dy
-    dx = normalize_backward(dxhat, xhat, invstd, axes)
+    dx = normalize_backward(dxhat, xhat, invstd, accurate_sum(dxhat, axes, keepdims=True),
+                            accurate_sum(dxhat * xhat, axes, keepdims=True))
     if not param_grads:
         return dx, None, None
     batch_axes = tuple(range(xhat.ndim - len(axes)))
