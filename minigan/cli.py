@@ -186,6 +186,9 @@ def _eval(args):
     curves = write_curves(args.run_dir)
     if curves:
         result["curves"] = curves
+    if t.mixture is not None:           # the evaluated samples over the true modes
+        result["scatter"] = os.path.join(args.run_dir, "eval_samples.png")
+        t.write_samples(result["scatter"], n=result["n"], seed=args.seed)
     result = _json_safe(result)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0

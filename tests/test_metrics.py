@@ -87,7 +87,7 @@ def test_eval_cli_on_ring8_and_mnist_runs(tmp_path):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert {"modes", "hq_fraction", "reverse_kl"} <= set(out) and 0 <= out["hq_fraction"] <= 1
-    assert (tmp_path / "r" / "curves.png").exists()
+    assert (tmp_path / "r" / "curves.png").exists() and (tmp_path / "r" / "eval_samples.png").exists()
     assert _minigan("train", "--preset", "mlp-mnist", "--steps", "3", "--batch-size", "16", "--out", "m",
                     "--data-dir", mnist, "--quiet", cwd=tmp_path).returncode == 0
     r = _minigan("eval", "m", "--json", "--n", "300", cwd=tmp_path)
@@ -114,3 +114,15 @@ def test_evaluation_during_training_goes_into_the_log(tmp_path):
     recs = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
     evals = [r for r in recs if "eval" in r]
     assert [r["step"] for r in evals] == [2, 4] and "modes" in evals[0]["eval"]
+
+
+@pytest.mark.parametrize("preset", ["grid25", "dcgan-mnist", "resnet-mnist", "cgan-mnist"])
+def test_evaluate_every_other_preset(preset):
+    from minigan.gan.trainer import Trainer
+
+    t = Trainer(preset, seed=0, steps=1, batch_size=4, data_dir=shared_data("mnist"))
+    t.run(progress=False)
+    out = metrics.evaluate(t, n=200)
+    keys = {"modes", "hq_fraction", "reverse_kl"} if t.mixture is not None else \
+        {"fid", "inception_score", "precision", "recall", "digit_kl", "floor"}
+    assert keys <= set(out), out
