@@ -97,12 +97,17 @@ class SGD(Optimizer):
         p -= self.lr * g
 
 
-def _lerp_(a, b, w):
-    """a <- a + w (b - a), in place, evaluated with torch's two branches (w < 0.5 or not)."""
+def _lerp_(a, b, w, tmp):
+    """a <- a + w (b - a), in place, evaluated with torch's two branches (w < 0.5 or not);
+    ``tmp`` is scratch of a's shape."""
+    xp = get_xp(a)
+    xp.subtract(b, a, out=tmp)
     if abs(w) < 0.5:
-        a += w * (b - a)
+        tmp *= w
+        a += tmp
     else:
-        a[...] = b - (b - a) * (1 - w)
+        tmp *= 1 - w
+        xp.subtract(b, tmp, out=a)
 
 
 class Adam(Optimizer):
@@ -135,17 +140,25 @@ class Adam(Optimizer):
         t = st["step"]
         if l2:
             g = g + l2 * p
+        xp = get_xp(p)
         m, v = st["exp_avg"], st["exp_avg_sq"]
-        _lerp_(m, g, 1 - b1)
+        tmp = xp.empty_like(p)          # one scratch array: every pass below writes in place
+        _lerp_(m, g, 1 - b1, tmp)
         v *= b2
-        v += (1 - b2) * g * g
+        xp.multiply(g, g, out=tmp)
+        tmp *= 1 - b2
+        v += tmp
         step_size = self.lr / (1 - b1 ** t)
         bc2_sqrt = (1 - b2 ** t) ** 0.5
         if self.amsgrad:
-            get_xp(p).maximum(st["max_exp_avg_sq"], v, out=st["max_exp_avg_sq"])
+            xp.maximum(st["max_exp_avg_sq"], v, out=st["max_exp_avg_sq"])
             v = st["max_exp_avg_sq"]
-        denom = v ** 0.5 / bc2_sqrt + self.eps
-        p -= step_size * (m / denom)
+        denom = xp.sqrt(v, out=tmp)     # denom = sqrt(v) / sqrt(1 - b2^t) + eps
+        denom /= bc2_sqrt
+        denom += self.eps
+        xp.divide(m, denom, out=tmp)
+        tmp *= step_size
+        p -= tmp
 
 
 class AdamW(Adam):
