@@ -1,4 +1,4 @@
-"""Command line: ``minigan gradcheck`` (and, as they arrive, train / sample / eval)."""
+"""Command line: ``minigan train | sample | eval | gradcheck`` (``minigan SUBCOMMAND --help``)."""
 import argparse
 import math
 import os

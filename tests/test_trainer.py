@@ -85,6 +85,7 @@ def test_nan_guard_names_step_and_network_and_keeps_checkpoint(tmp_path, monkeyp
     assert int(checkpoint.load(tmp_path / "checkpoint.npz")["step"]) == 4
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")   # the inf is the point
 def test_nan_gradient_is_caught_before_the_update(tmp_path):
     t = Trainer("ring8", seed=0, steps=3, batch_size=16)
     t.D.parameters()["0.weight"][0, 0] = np.inf

@@ -21,6 +21,7 @@ from .. import checkpoint, optim
 from ..backend import get_backend, get_xp, to_backend
 from ..data import MIXTURES, load_mnist, stacked_mnist
 from ..viz import image_grid, scatter_image, write_png
+from ..ops.activations import sigmoid
 from .losses import gan_objective
 from .models import build_nets, recipe_for
 
@@ -95,7 +96,7 @@ class Trainer:
             x, _ = self.mixture.sample(n, self.rng)
             return to_backend(x.astype(self.dtype), self.backend), None
         if self.recipe["data"] == "stacked-mnist":
-            x, modes = stacked_mnist(self.host_images, self.host_labels, n, self.rng)
+            x, _ = stacked_mnist(self.host_images, self.host_labels, n, self.rng)
             return to_backend((x.astype(np.float32) / 127.5 - 1).astype(self.dtype), self.backend), None
         idx = self.rng.integers(0, len(self.labels), size=n)
         return self.images[idx], self.labels[idx]
@@ -161,9 +162,8 @@ class Trainer:
                 self.ema[k] *= decay
                 self.ema[k] += (1 - decay) * p
         self.step += 1
-        squash = obj.name in ("minimax", "non_saturating")
-        xp = get_xp(logit_r)
-        mean_out = (lambda a: float(xp.mean(1 / (1 + xp.exp(-a))))) if squash else (lambda a: float(xp.mean(a)))
+        squash = obj.name in ("minimax", "non_saturating")       # D(x) is then sigma(logit), a probability
+        mean_out = (lambda a: float(sigmoid(a).mean())) if squash else (lambda a: float(a.mean()))
         return {"step": self.step, "loss_d": float(loss_d), "loss_g": float(loss_g),
                 "d_real": mean_out(logit_r), "d_fake": mean_out(logit_f),
                 "grad_norm_d": norm_d, "grad_norm_g": norm_g, "time": time.perf_counter() - t0}
