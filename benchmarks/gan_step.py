@@ -24,7 +24,8 @@ import numpy as np
 
 import minigan
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# the torch twin lives with the tests (the oracle) and serves here as the competitor
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
 
 def workload(name):
@@ -84,9 +85,9 @@ def minigan_step_fn(G, D, z, real):
 def torch_step_fn(G, D, z, real, device):
     import torch
     import torch.nn.functional as F
-    from _twins import torch_sequential
+    from torch_twin import torch_net_like
 
-    tG, tD = torch_sequential(G).to(device), torch_sequential(D).to(device)
+    tG, tD = torch_net_like(G).to(device), torch_net_like(D).to(device)
     tz = torch.from_numpy(minigan.asnumpy(z)).to(device)
     treal = torch.from_numpy(minigan.asnumpy(real)).to(device)
     opt_g = torch.optim.Adam(tG.parameters(), 2e-4, betas=(0.5, 0.999))

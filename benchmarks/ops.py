@@ -16,8 +16,9 @@ import numpy as np
 
 import minigan
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _twins import torch_module  # noqa: E402
+# the torch twin lives with the tests (the oracle) and serves here as the competitor
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from torch_twin import torch_net_like  # noqa: E402
 
 
 def _sync(backend):
@@ -71,8 +72,7 @@ def main():
     print(f"{'op':30} {'pass':8} {'minigan ms':>11} {'torch ms':>9} {'ratio':>6} {'GFLOP/s':>8}")
     for name, layer, shape, macs in cases(args.batch):
         net = minigan.Sequential(layer, dtype=np.dtype(args.dtype), seed=0).to(args.backend)
-        tnet = torch_module(layer).to(dev, tdtype)
-        tnet.load_state_dict({k: torch.from_numpy(minigan.asnumpy(v)) for k, v in net.state_dict().items()})
+        tnet = torch_net_like(net).to(dev, tdtype)
         x = np.random.default_rng(0).standard_normal(shape).astype(args.dtype)
         gx = minigan.to_backend(x, args.backend)
         tx = torch.from_numpy(x).to(dev).requires_grad_(True)

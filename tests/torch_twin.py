@@ -1,0 +1,68 @@
+"""The PyTorch twin of a minigan network: same hyperparameters, parameter names and state.
+Shared by the tests (the oracle) and the benchmarks (the competitor); imports torch, never pytest."""
+import numpy as np
+import torch
+
+import minigan
+from minigan import nn
+
+
+def torch_twin(layer):
+    """The torch.nn module with the same hyperparameters (and parameter names) as ``layer``."""
+    tnn = torch.nn
+    if isinstance(layer, nn.Sequential):
+        return tnn.Sequential(*[torch_twin(m) for m in layer.layers])
+    if isinstance(layer, nn.Linear):
+        return tnn.Linear(layer.in_features, layer.out_features, bias=layer.bias)
+    if isinstance(layer, nn.Conv2d):
+        return tnn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
+                          layer.padding, layer.dilation, bias=layer.bias)
+    if isinstance(layer, nn.ConvTranspose2d):
+        return tnn.ConvTranspose2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
+                                   layer.padding, layer.output_padding, bias=layer.bias, dilation=layer.dilation)
+    if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        cls = tnn.BatchNorm1d if isinstance(layer, nn.BatchNorm1d) else tnn.BatchNorm2d
+        return cls(layer.num_features, layer.eps, layer.momentum, layer.affine, layer.track_running_stats)
+    if isinstance(layer, nn.LayerNorm):
+        return tnn.LayerNorm(layer.normalized_shape, layer.eps, layer.elementwise_affine, bias=layer.bias)
+    if isinstance(layer, nn.Dropout):
+        return tnn.Dropout(layer.p)
+    if isinstance(layer, nn.LeakyReLU):
+        return tnn.LeakyReLU(layer.negative_slope)
+    if isinstance(layer, nn.Flatten):
+        return tnn.Flatten(layer.start_dim, layer.end_dim)
+    if isinstance(layer, nn.Reshape):
+        return _TorchReshape(layer.shape)
+    if isinstance(layer, nn.Upsample):
+        return tnn.Upsample(scale_factor=layer.scale_factor, mode="nearest")
+    if isinstance(layer, nn.AvgPool2d):
+        return tnn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding, count_include_pad=layer.count_include_pad)
+    if isinstance(layer, nn.Residual):
+        return _TorchResidual(torch_twin(layer.body), None if layer.shortcut is None else torch_twin(layer.shortcut))
+    simple = {nn.ReLU: tnn.ReLU, nn.Tanh: tnn.Tanh, nn.Sigmoid: tnn.Sigmoid}
+    return simple[type(layer)]()
+
+
+class _TorchReshape(torch.nn.Module):
+    def __init__(self, shape):
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, x):
+        return x.reshape((x.shape[0],) + self.shape)
+
+
+class _TorchResidual(torch.nn.Module):
+    def __init__(self, body, shortcut):
+        super().__init__()
+        self.body, self.shortcut = body, shortcut
+
+    def forward(self, x):
+        return self.body(x) + (x if self.shortcut is None else self.shortcut(x))
+
+
+def torch_net_like(net):
+    """A torch.nn.Sequential twin of ``net`` holding exactly ``net``'s current state."""
+    tnet = torch_twin(net).to(torch.float64 if net.dtype == np.float64 else torch.float32)
+    tnet.load_state_dict({k: torch.from_numpy(minigan.asnumpy(v)) for k, v in net.state_dict().items()}, strict=True)
+    return tnet
