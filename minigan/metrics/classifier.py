@@ -42,28 +42,35 @@ class MnistClassifier:
         self.net.load_state_dict(weights)
         self.backend, self.batch = backend, batch
 
-    def _run(self, x, n_layers):
+    def features_and_logits(self, x):
+        """One pass: -> (penultimate features (N, 128), logits (N, 10)), float64 numpy."""
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 4 or x.shape[1:] != (1, 28, 28):
             raise ValueError(f"the MNIST classifier needs (N, 1, 28, 28) images in [-1, 1], got {x.shape}")
-        out = []
+        feats, logits = [np.zeros((0, FEATURE_DIM))], [np.zeros((0, 10))]
         for i in range(0, len(x), self.batch):
             h = to_backend(x[i:i + self.batch], self.backend)
-            for j, layer in enumerate(self.net.layers[:n_layers]):
+            for j, layer in enumerate(self.net.layers):
                 h, _ = layer.apply(self.net.params[str(j)], self.net.state[str(j)], h, False, None)
-            out.append(np.asarray(to_backend(h, "numpy"), dtype=np.float64))
-        return np.concatenate(out) if out else np.zeros((0, FEATURE_DIM))
+                if j + 1 == N_FEATURE_LAYERS:
+                    feats.append(np.asarray(to_backend(h, "numpy"), dtype=np.float64))
+            logits.append(np.asarray(to_backend(h, "numpy"), dtype=np.float64))
+        return np.concatenate(feats), np.concatenate(logits)
 
     def features(self, x):
-        return self._run(x, N_FEATURE_LAYERS)
+        return self.features_and_logits(x)[0]
 
     def logits(self, x):
-        return self._run(x, len(self.net.layers))
+        return self.features_and_logits(x)[1]
 
     def probs(self, x):
-        z = self.logits(x)
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(self.logits(x))
 
     def predict(self, x):
         return self.logits(x).argmax(axis=1)
+
+
+def softmax(z):
+    """Row-wise softmax of logits (N, K), without overflow."""
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
