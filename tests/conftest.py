@@ -1,5 +1,7 @@
 """Shared test helpers: backends, the PyTorch twin of a minigan net, tolerances, shared data."""
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,12 @@ def shared_data(*parts):
             pytest.fail(f"shared data missing in CI: {path}")
         pytest.skip(f"shared data not found: {path}")
     return path
+
+
+def run_minigan(*args, cwd=None, timeout=600, env=None):
+    """``python -m minigan ARGS`` in a subprocess -> CompletedProcess (text stdout/stderr)."""
+    return subprocess.run([sys.executable, "-m", "minigan", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env=env)
 
 
 def assert_rel(actual, expected, tol, what="", floor=0.0):

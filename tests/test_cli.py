@@ -1,17 +1,17 @@
 """`python -m minigan gradcheck`: one row per op, non-zero exit on any failure."""
 import io
-import subprocess
-import sys
+import os
 
 import pytest
 
 import minigan
 from minigan import cli, nn
 
+from conftest import run_minigan
+
 
 def test_gradcheck_command_passes_and_lists_every_op():
-    r = subprocess.run([sys.executable, "-m", "minigan", "gradcheck", "--backend", "numpy"],
-                       capture_output=True, text=True, timeout=300)
+    r = run_minigan("gradcheck", "--backend", "numpy", timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     rows = [line.split()[1] for line in r.stdout.splitlines()[1:-1]]
     for op in ["Linear", "Conv2d", "ConvTranspose2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Dropout", "ReLU",
@@ -30,23 +30,17 @@ def test_gradcheck_fails_on_a_broken_backward(monkeypatch):
 
 @pytest.mark.skipif(minigan.has_cupy(), reason="cupy is usable here")
 def test_gradcheck_on_missing_cupy_is_a_one_line_error():
-    r = subprocess.run([sys.executable, "-m", "minigan", "gradcheck", "--backend", "cupy"],
-                       capture_output=True, text=True, timeout=120)
+    r = run_minigan("gradcheck", "--backend", "cupy", timeout=120)
     assert r.returncode == 1 and "Traceback" not in r.stderr and "pip install" in r.stderr and not r.stdout
 
 
 def test_help():
-    r = subprocess.run([sys.executable, "-m", "minigan", "--help"], capture_output=True, text=True, timeout=60)
+    r = run_minigan("--help", timeout=60)
     assert r.returncode == 0 and "gradcheck" in r.stdout
 
 
-def _minigan(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "minigan", *args], capture_output=True, text=True, timeout=600,
-                          cwd=cwd)
-
-
 def test_train_with_no_arguments_trains_ring8(tmp_path):
-    r = _minigan("train", cwd=tmp_path)
+    r = run_minigan("train", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     run = tmp_path / "runs" / "ring8"
     for name in ("checkpoint.npz", "log.jsonl", "samples.png"):
@@ -59,13 +53,13 @@ def test_train_resume_sample_and_errors(tmp_path):
     from conftest import shared_data
 
     mnist = str(shared_data("mnist"))
-    r = _minigan("train", "--preset", "cgan-mnist", "--steps", "2", "--batch-size", "8", "--seed", "1",
+    r = run_minigan("train", "--preset", "cgan-mnist", "--steps", "2", "--batch-size", "8", "--seed", "1",
                  "--out", "c", "--data-dir", mnist, "--quiet", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    r = _minigan("train", "--resume", "c", "--steps", "3", "--quiet", cwd=tmp_path)
+    r = run_minigan("train", "--resume", "c", "--steps", "3", "--quiet", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert len((tmp_path / "c" / "log.jsonl").read_text().splitlines()) == 3
-    r = _minigan("sample", "c", "--n", "16", "--label", "4", "--out", "four.png", cwd=tmp_path)
+    r = run_minigan("sample", "c", "--n", "16", "--label", "4", "--out", "four.png", cwd=tmp_path)
     assert r.returncode == 0 and (tmp_path / "four.png").read_bytes()[:4] == b"\x89PNG"
     errors = [
         (("train", "--preset", "ring9"), "unknown preset 'ring9'"),
@@ -76,18 +70,16 @@ def test_train_resume_sample_and_errors(tmp_path):
         (("sample", "c", "--label", "12"), "--label must be a digit"),
     ]
     for args, message in errors:
-        r = _minigan(*args, cwd=tmp_path)
+        r = run_minigan(*args, cwd=tmp_path)
         assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-    r = _minigan("train", "--preset", "ring8", "--steps", "2", "--out", "r", "--quiet", cwd=tmp_path)
-    r = _minigan("sample", "r", "--label", "3", cwd=tmp_path)
+    r = run_minigan("train", "--preset", "ring8", "--steps", "2", "--out", "r", "--quiet", cwd=tmp_path)
+    r = run_minigan("sample", "r", "--label", "3", cwd=tmp_path)
     assert r.returncode == 2 and "needs a conditional preset" in r.stderr
 
 
 def test_train_without_mnist_says_where_to_get_it(tmp_path):
-    import os
     env = {k: v for k, v in os.environ.items() if k != "MINIGAN_DATA"}
     env["MINIGAN_CACHE"] = str(tmp_path / "empty-cache")
-    r = subprocess.run([sys.executable, "-m", "minigan", "train", "--preset", "mlp-mnist"], capture_output=True,
-                       text=True, timeout=120, cwd=tmp_path, env=env)
+    r = run_minigan("train", "--preset", "mlp-mnist", cwd=tmp_path, timeout=120, env=env)
     assert r.returncode == 1 and "--download" in r.stderr and "Traceback" not in r.stderr

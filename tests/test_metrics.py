@@ -1,8 +1,6 @@
 """Metrics on cases with known answers, the shipped MNIST evaluator, `minigan eval`."""
 import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,7 +9,7 @@ from minigan import data, metrics
 from minigan.metrics import features
 from minigan.metrics.classifier import WEIGHTS, MnistClassifier
 
-from conftest import shared_data
+from conftest import run_minigan, shared_data
 
 
 def test_perfect_sampler_covers_every_mode():
@@ -75,22 +73,17 @@ def test_classifier_weights_ship_with_the_package():
     assert WEIGHTS.exists() and WEIGHTS.stat().st_size < 2_000_000
 
 
-def _minigan(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "minigan", *args], capture_output=True, text=True, timeout=600,
-                          cwd=cwd)
-
-
 def test_eval_cli_on_ring8_and_mnist_runs(tmp_path):
     mnist = str(shared_data("mnist"))
-    assert _minigan("train", "--steps", "20", "--out", "r", "--quiet", cwd=tmp_path).returncode == 0
-    r = _minigan("eval", "r", "--json", cwd=tmp_path)
+    assert run_minigan("train", "--steps", "20", "--out", "r", "--quiet", cwd=tmp_path).returncode == 0
+    r = run_minigan("eval", "r", "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert {"modes", "hq_fraction", "reverse_kl"} <= set(out) and 0 <= out["hq_fraction"] <= 1
     assert (tmp_path / "r" / "curves.png").exists() and (tmp_path / "r" / "eval_samples.png").exists()
-    assert _minigan("train", "--preset", "mlp-mnist", "--steps", "3", "--batch-size", "16", "--out", "m",
+    assert run_minigan("train", "--preset", "mlp-mnist", "--steps", "3", "--batch-size", "16", "--out", "m",
                     "--data-dir", mnist, "--quiet", cwd=tmp_path).returncode == 0
-    r = _minigan("eval", "m", "--json", "--n", "300", cwd=tmp_path)
+    r = run_minigan("eval", "m", "--json", "--n", "300", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert {"fid", "inception_score", "precision", "recall", "floor"} <= set(out)
