@@ -117,3 +117,55 @@ def test_torch_default_init_bounds():
     assert np.abs(p["1.weight"]).max() <= bound and np.abs(p["1.weight"]).max() > 0.9 * bound
     same = minigan.Sequential(minigan.Linear(50, 20), minigan.ConvTranspose2d(8, 4, 3), dtype=np.float64, seed=0)
     np.testing.assert_array_equal(same.parameters()["1.weight"], p["1.weight"])
+
+
+def _layouts(x):
+    """The same values in three memory orders: C-contiguous NCHW, channels-last, and a strided slice."""
+    yield "nchw", np.ascontiguousarray(x)
+    yield "channels_last", np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    wide = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), dtype=x.dtype)
+    wide[..., ::2] = x
+    yield "strided", wide[..., ::2]
+
+
+@pytest.mark.parametrize("kind", sorted(ALL_CASES))
+@given(data=st.data())
+def test_results_do_not_depend_on_memory_layout(kind, data):
+    """Convolutions compute in channels-last memory and hand NCHW views on; every layer must give
+    the same output and gradients whatever the memory order of its input and upstream gradient."""
+    case = data.draw(ALL_CASES[kind])
+    train = data.draw(st.booleans())
+    net, shape = _net(case, np.float64, 0)
+    if len(shape) != 4:
+        return
+    rng = np.random.default_rng(3)
+    x = _input(rng, shape, np.float64)
+    state = net.state_dict()
+    y_ref, _ = net.forward(x, train=train)
+    dy = rng.standard_normal(y_ref.shape)
+    dys = dict(_layouts(dy)) if dy.ndim == 4 else {}
+    results = {}
+    for name, xl in _layouts(x):
+        net.load_state_dict(state)
+        y, tape = net.forward(xl, train=train)
+        dx, grads = net.backward(dys.get(name, dy), tape)
+        results[name] = (y, dx, grads)
+    y0, dx0, g0 = results["nchw"]
+    for name, (y, dx, grads) in results.items():
+        np.testing.assert_allclose(y, y0, rtol=1e-12, atol=1e-12, err_msg=f"{name} output")
+        np.testing.assert_allclose(dx, dx0, rtol=1e-12, atol=1e-12, err_msg=f"{name} input gradient")
+        for k in g0:
+            np.testing.assert_allclose(grads[k], g0[k], rtol=1e-12, atol=1e-12, err_msg=f"{name} {k}")
+
+
+def test_conv_chain_stays_channels_last():
+    """conv -> BN -> LeakyReLU -> conv: outputs and input gradients are NCHW views of channels-last memory."""
+    net = minigan.Sequential(minigan.Conv2d(3, 8, 4, 2, 1, bias=False), minigan.BatchNorm2d(8), minigan.LeakyReLU(0.2),
+                             minigan.ConvTranspose2d(8, 4, 4, 2, 1), minigan.Tanh(), dtype=np.float32, seed=0)
+    x = np.random.default_rng(0).standard_normal((5, 3, 8, 8)).astype(np.float32)
+    y, tape = net.forward(x, train=True)
+    assert y.shape == (5, 4, 8, 8)
+    assert y.transpose(0, 2, 3, 1).flags.c_contiguous
+    dx, _ = net.backward(np.ones_like(y), tape)
+    assert dx.shape == x.shape and dx.dtype == np.float32
+    assert dx.transpose(0, 2, 3, 1).strides[-1] == 4      # channels innermost in memory
