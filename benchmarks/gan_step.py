@@ -138,7 +138,17 @@ def time_both(args):
 
 
 def memory_child(args):
-    """Run in a subprocess: build one library's step, report its peak memory growth in bytes."""
+    """Run in a subprocess: build one library's step, report its peak memory growth in bytes.
+
+    One step on a batch of 2 runs first and is thrown away, so one-time costs that are not the
+    step's memory (numba compiling or loading its kernels, torch/oneDNN lazy initialisation) stay
+    out of the measurement; the measured steps still create the optimizer state."""
+    import gc
+    warm = build(args.workload, args.backend, 2)[:4]
+    (minigan_step_fn(*warm) if args.memory_child == "minigan" else
+     torch_step_fn(*warm, "cuda" if args.backend == "cupy" else "cpu"))()
+    del warm
+    gc.collect()
     G, D, z, real, _ = build(args.workload, args.backend, args.batch)
     fn = minigan_step_fn(G, D, z, real) if args.memory_child == "minigan" else \
         torch_step_fn(G, D, z, real, "cuda" if args.backend == "cupy" else "cpu")

@@ -9,11 +9,13 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import minigan
+from minigan.ops import _numba
 from torch_twin import torch_net_like, torch_twin  # noqa: F401  (re-exported for the tests)
 
 settings.register_profile("default", max_examples=int(os.environ.get("MINIGAN_EXAMPLES", "25")), deadline=None,
                           derandomize=bool(os.environ.get("CI")),
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                 HealthCheck.function_scoped_fixture])
 settings.load_profile("default")
 
 BACKENDS = ["numpy"] + (["cupy"] if minigan.has_cupy() else [])
@@ -23,6 +25,17 @@ SHARED = Path(os.environ.get("MINIGAN_SHARED", Path(__file__).resolve().parents[
 @pytest.fixture(params=BACKENDS)
 def backend(request):
     return request.param
+
+
+KERNELS = ["numpy"] + (["numba"] if _numba.available() else [])
+
+
+@pytest.fixture(params=KERNELS)
+def cpu_kernels(request):
+    """Run a test once with the plain-numpy ops and once with the numba kernels (when installed)."""
+    previous = _numba.set_enabled(request.param == "numba")
+    yield request.param
+    _numba.set_enabled(previous)
 
 
 def shared_data(*parts):

@@ -100,7 +100,7 @@ def upsample_case(draw):
 
 @st.composite
 def activation_case(draw):
-    layer = draw(st.sampled_from([nn.ReLU(), nn.LeakyReLU(0.2), nn.LeakyReLU(), nn.Tanh(), nn.Sigmoid()]))
+    layer = draw(st.sampled_from([nn.ReLU(), nn.LeakyReLU(0.2), nn.LeakyReLU(), nn.LeakyReLU(-0.3), nn.LeakyReLU(1.5), nn.Tanh(), nn.Sigmoid()]))
     return layer, tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=4)))
 
 

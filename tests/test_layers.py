@@ -35,7 +35,7 @@ def _input(rng, shape, dtype):
 
 @pytest.mark.parametrize("kind", sorted(ALL_CASES))
 @given(data=st.data())
-def test_finite_differences(kind, data):
+def test_finite_differences(kind, data, cpu_kernels):
     case = data.draw(ALL_CASES[kind])
     train = data.draw(st.booleans())
     net, shape = _net(case, np.float64, 0)
@@ -48,7 +48,7 @@ def test_finite_differences(kind, data):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kind", sorted(ALL_CASES))
 @given(data=st.data())
-def test_torch_parity(kind, dtype, data):
+def test_torch_parity(kind, dtype, data, cpu_kernels):
     case = data.draw(ALL_CASES[kind])
     train = data.draw(st.booleans())
     net, shape = _net(case, dtype, data.draw(st.integers(0, 2**16)))
@@ -130,7 +130,7 @@ def _layouts(x):
 
 @pytest.mark.parametrize("kind", sorted(ALL_CASES))
 @given(data=st.data())
-def test_results_do_not_depend_on_memory_layout(kind, data):
+def test_results_do_not_depend_on_memory_layout(kind, data, cpu_kernels):
     """Convolutions compute in channels-last memory and hand NCHW views on; every layer must give
     the same output and gradients whatever the memory order of its input and upstream gradient."""
     case = data.draw(ALL_CASES[kind])
@@ -169,3 +169,17 @@ def test_conv_chain_stays_channels_last():
     dx, _ = net.backward(np.ones_like(y), tape)
     assert dx.shape == x.shape and dx.dtype == np.float32
     assert dx.transpose(0, 2, 3, 1).strides[-1] == 4      # channels innermost in memory
+
+
+@pytest.mark.parametrize("slope", [0.2, 0.01, 0.0, 1.0, -0.3, 1.5])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_leaky_relu_is_exact(slope, dtype):
+    """y and dx are single multiplies: bit-exact, never a rounded 1 - slope + slope."""
+    x = np.random.default_rng(0).standard_normal((6, 5, 4, 3)).astype(dtype)
+    dy = np.random.default_rng(1).standard_normal(x.shape).astype(dtype)
+    y, scale = minigan.ops.activations.leaky_relu_forward(x, slope)
+    dx = minigan.ops.activations.leaky_relu_backward(dy, scale)
+    s = dtype(slope)
+    np.testing.assert_array_equal(y, np.where(x > 0, x, x * s))
+    np.testing.assert_array_equal(dx, np.where(x > 0, dy, dy * s))
+    assert y.dtype == dx.dtype == dtype

@@ -1,12 +1,11 @@
 """Elementwise nonlinearities. Each cache holds what its derivative needs and nothing more."""
-from . import check_dout
+from . import _numba, check_dout
 from ..backend import get_xp
 
 
 def relu_forward(x):
     """y = max(x, 0)"""
-    mask = x > 0
-    return x * mask, mask
+    return get_xp(x).maximum(x, x.dtype.type(0)), x > 0
 
 
 def relu_backward(dy, mask):
@@ -16,10 +15,25 @@ def relu_backward(dy, mask):
 
 
 def leaky_relu_forward(x, negative_slope=0.01):
-    """y = x if x > 0 else slope * x"""
+    """y = x if x > 0 else slope * x  =  max(x, slope x) for slope <= 1 (min for slope > 1).
+
+    Branch-free on purpose: ``where`` with a random mask runs ~20x slower than two arithmetic
+    passes on the CPU here (branch mispredictions)."""
     xp = get_xp(x)
-    scale = xp.where(x > 0, x.dtype.type(1), x.dtype.type(negative_slope))
-    return x * scale, scale
+    s = x.dtype.type(negative_slope)
+    if _numba.use(x) and _numba.flat(x) is not None:          # one fused pass
+        y, scale = xp.empty_like(x), xp.empty_like(x)         # same memory order as x
+        if _numba.flat(y) is not None and _numba.flat(scale) is not None:
+            _numba.kernels().leaky_relu(_numba.flat(x), s, _numba.flat(y), _numba.flat(scale))
+            return y, scale
+    y = x * s
+    (xp.maximum if negative_slope <= 1 else xp.minimum)(x, y, out=y)
+    if 0 <= negative_slope <= 1:              # 1 where x > 0, slope elsewhere: max([x > 0], slope)
+        scale = (x > 0).astype(x.dtype)
+        xp.maximum(scale, s, out=scale)
+    else:
+        scale = xp.where(x > 0, x.dtype.type(1), s)
+    return y, scale
 
 
 def leaky_relu_backward(dy, scale):

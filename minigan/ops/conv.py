@@ -8,7 +8,7 @@ two share the window view (``windows_nhwc``, no copy) and its adjoint (``col2im_
 accumulation).  ``im2col`` / ``col2im`` are the same pair in NCHW, used by the pooling ops.
 Reference: torch.nn.Conv2d / torch.nn.ConvTranspose2d docs; Dumoulin & Visin (2016).
 """
-from . import accurate_sum, check_dout
+from . import _numba, accurate_sum, check_dout
 from ..backend import as_strided, get_xp
 
 
@@ -119,6 +119,38 @@ def col2im_nhwc(cols, padded_hw, stride, dilation):
     return out
 
 
+def gather_windows(x, kernel, stride, dilation, pads, out_hw):
+    """im2col: x (N, C, H, W), any memory order -> cols (N*OH*OW, KH*KW*C), C-contiguous, with
+    cols[(n, oh, ow), (i, j, c)] = xpad[n, c, oh*sh + i*dh, ow*sw + j*dw]  (0 in the padding).
+    numpy: pad into channels-last memory, then copy the window view.  numba: one pass, no padded copy."""
+    (kh, kw), (oh, ow) = kernel, out_hw
+    n, c = x.shape[:2]
+    if _numba.use(x):
+        cols = get_xp(x).empty((n, oh, ow, kh, kw, c), dtype=x.dtype)
+        _numba.kernels().im2col_nhwc(x.transpose(0, 2, 3, 1), cols, *stride, *dilation, pads[0][0], pads[1][0])
+    else:
+        win = windows_nhwc(pad_nhwc(x, pads), kernel, stride, dilation, out_hw)   # (N, OH, OW, KH, KW, C) view
+        cols = get_xp(x).ascontiguousarray(win)
+    return cols.reshape(n * oh * ow, kh * kw * c)
+
+
+def scatter_windows(cols, hw, stride, dilation, pads):
+    """col2im, the adjoint of ``gather_windows``: cols (N, OH, OW, KH, KW, C) -> (N, H, W, C) with
+    out[n, oh*sh + i*dh - pt, ow*sw + j*dw - pl, c] += cols[n, oh, ow, i, j, c], the padding dropped.
+    numpy: ``col2im_nhwc`` into a padded buffer, then a cropped view of it.  numba: one pass over cols
+    straight into a C-contiguous output; each element gets its taps in the same order, so the two
+    agree bit for bit."""
+    (pt, pb), (pl, pr) = pads
+    n, oh, ow, kh, kw, c = cols.shape
+    h, w = hw
+    if _numba.use(cols):
+        out = get_xp(cols).empty((n, h, w, c), dtype=cols.dtype)
+        _numba.kernels().col2im_nhwc(cols, out, *stride, *dilation, pt, pl)
+        return out
+    padded = col2im_nhwc(cols, (h + pt + pb, w + pl + pr), stride, dilation)
+    return padded[:, pt:pt + h, pl:pl + w, :]
+
+
 def _weight_rows(weight):
     """(A, B, KH, KW) torch layout -> (A, KH*KW*B), the row order of the channels-last columns."""
     a = weight.shape[0]
@@ -142,15 +174,13 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation):
     o, _, kh, kw = weight.shape
     out_hw = (conv_out_size(h, kh, stride[0], *pads[0], dilation[0]),
               conv_out_size(w, kw, stride[1], *pads[1], dilation[1]))
-    xpad = pad_nhwc(x, pads)                                           # (N, Hp, Wp, C)
-    win = windows_nhwc(xpad, (kh, kw), stride, dilation, out_hw)       # (N, OH, OW, KH, KW, C) view
-    cols = get_xp(x).ascontiguousarray(win).reshape(-1, kh * kw * c)   # (N*OH*OW, KH*KW*C) copy
+    cols = gather_windows(x, (kh, kw), stride, dilation, pads, out_hw)  # (N*OH*OW, KH*KW*C)
     w2 = _weight_rows(weight)                                          # (O, KH*KW*C)
     y2 = cols @ w2.T                                                   # (N*OH*OW, O)
     if bias is not None:
         y2 += bias
     y = y2.reshape(n, *out_hw, o).transpose(0, 3, 1, 2)               # (N, O, OH, OW) view
-    return y, (cols, w2, bias is not None, x.shape, (kh, kw), xpad.shape[1:3], stride, pads, dilation, out_hw)
+    return y, (cols, w2, bias is not None, x.shape, (kh, kw), stride, pads, dilation, out_hw)
 
 
 def conv2d_backward(dy, cache, param_grads=True):
@@ -160,15 +190,13 @@ def conv2d_backward(dy, cache, param_grads=True):
         db    = sum_{n,oh,ow} dy
     Returns (dx, dW, db); dW, db are None when ``param_grads`` is False.
     """
-    cols, w2, has_bias, x_shape, (kh, kw), padded_hw, stride, pads, dilation, out_hw = cache
+    cols, w2, has_bias, x_shape, (kh, kw), stride, pads, dilation, out_hw = cache
     n, c, h, w = x_shape
     o = w2.shape[0]
     check_dout("conv2d_backward", dy, (n, o) + tuple(out_hw))
     dy2 = nhwc(dy).reshape(-1, o)                                      # (N*OH*OW, O)
     dcols = (dy2 @ w2).reshape(n, *out_hw, kh, kw, c)                  # (N, OH, OW, KH, KW, C)
-    dxpad = col2im_nhwc(dcols, padded_hw, stride, dilation)            # (N, Hp, Wp, C)
-    (pt, _), (pl, _) = pads
-    dx = dxpad[:, pt:pt + h, pl:pl + w, :].transpose(0, 3, 1, 2)      # (N, C, H, W) view
+    dx = scatter_windows(dcols, (h, w), stride, dilation, pads).transpose(0, 3, 1, 2)   # (N, C, H, W) view
     if not param_grads:
         return dx, None, None
     dweight = _weight_from_rows(dy2.T @ cols, (o, c, kh, kw))         # (O, C, KH, KW)
@@ -188,12 +216,10 @@ def conv_transpose2d_forward(x, weight, bias, stride, padding, dilation, output_
     out_hw = tuple(conv_transpose_out_size(s, k, st, p, d, op) for s, k, st, p, d, op
                    in zip((h, w), (kh, kw), stride, padding, dilation, output_padding))
     pads = ((padding[0], padding[0]), (padding[1], padding[1]))
-    padded_hw = (out_hw[0] + 2 * padding[0], out_hw[1] + 2 * padding[1])
     x2 = nhwc(x).reshape(-1, ci)                                       # (N*H*W, Ci)
     w2 = _weight_rows(weight)                                          # (Ci, KH*KW*Co)
     cols = (x2 @ w2).reshape(n, h, w, kh, kw, co)                      # (N, H, W, KH, KW, Co)
-    ypad = col2im_nhwc(cols, padded_hw, stride, dilation)              # (N, OHp, OWp, Co)
-    y = ypad[:, padding[0]:padding[0] + out_hw[0], padding[1]:padding[1] + out_hw[1], :]
+    y = scatter_windows(cols, out_hw, stride, dilation, pads)          # (N, OH, OW, Co)
     if bias is not None:
         y = y + bias
     return y.transpose(0, 3, 1, 2), (x2, w2, bias is not None, x.shape, (kh, kw), stride, pads, dilation, out_hw)
@@ -208,8 +234,7 @@ def conv_transpose2d_backward(dy, cache, param_grads=True):
     n, ci, h, w = x_shape
     co = w2.shape[1] // (kh * kw)
     check_dout("conv_transpose2d_backward", dy, (n, co) + tuple(out_hw))
-    win = windows_nhwc(pad_nhwc(dy, pads), (kh, kw), stride, dilation, (h, w))   # (N, H, W, KH, KW, Co) view
-    dcols = get_xp(dy).ascontiguousarray(win).reshape(-1, kh * kw * co)         # (N*H*W, KH*KW*Co) copy
+    dcols = gather_windows(dy, (kh, kw), stride, dilation, pads, (h, w))   # (N*H*W, KH*KW*Co)
     dx = (dcols @ w2.T).reshape(n, h, w, ci).transpose(0, 3, 1, 2)    # (N, Ci, H, W) view
     if not param_grads:
         return dx, None, None

@@ -3,7 +3,9 @@
 
 References: Ioffe & Szegedy (2015); Ba, Kiros & Hinton (2016); torch.nn.BatchNorm2d / LayerNorm docs.
 """
-from . import accurate_sum, check_dout
+import numpy as np
+
+from . import _numba, accurate_sum, check_dout
 
 
 def normalize_forward(x, axes, eps):
@@ -60,14 +62,12 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, train, moment
     """
     shape = _channel_shape(x)
     axes = (0,) + tuple(range(2, x.ndim))
+    if train and _numba.use(x) and _numba.nhwc_view(x) is not None:
+        return _batch_norm_forward_numba(x, weight, bias, running_mean, running_var, momentum, eps, axes)
     if train:
         xhat, mean, var, invstd = normalize_forward(x, axes, eps)
         if running_mean is not None:
-            m_count = x.size // x.shape[1]
-            running_mean *= 1 - momentum
-            running_mean += momentum * mean.reshape(-1)
-            running_var *= 1 - momentum
-            running_var += momentum * var.reshape(-1) * (m_count / (m_count - 1))
+            _update_running(running_mean, running_var, mean.reshape(-1), var.reshape(-1), momentum, x.size // x.shape[1])
     else:
         invstd = (1 / (running_var + eps) ** 0.5).reshape(shape)
         xhat = (x - running_mean.reshape(shape)) * invstd
@@ -86,6 +86,8 @@ def batch_norm_backward(dy, cache, param_grads=True):
     """
     xhat, invstd, weight, train, axes = cache
     check_dout("batch_norm_backward", dy, xhat.shape)
+    if train and _numba.use(dy) and _numba.nhwc_view(dy) is not None and _numba.nhwc_view(xhat) is not None:
+        return _batch_norm_backward_numba(dy, xhat, invstd, weight, param_grads)
     gamma = None if weight is None else weight.reshape(invstd.shape)
     dxhat = dy * gamma if gamma is not None else dy
     dgamma = dbeta = None
@@ -102,6 +104,42 @@ def batch_norm_backward(dy, cache, param_grads=True):
     if dgamma is None:
         dbeta, dgamma = accurate_sum(dy, axes, keepdims=True), accurate_sum(dy * xhat, axes, keepdims=True)
     return dx, dgamma.reshape(-1), dbeta.reshape(-1)
+
+
+def _update_running(running_mean, running_var, mean, var, momentum, m_count):
+    running_mean *= 1 - momentum
+    running_mean += momentum * mean
+    running_var *= 1 - momentum
+    running_var += momentum * var * (m_count / (m_count - 1))
+
+
+def _batch_norm_forward_numba(x, weight, bias, running_mean, running_var, momentum, eps, axes):
+    """The train-mode forward above in fused passes over x viewed as (N, A, B, C) (numba)."""
+    v = _numba.nhwc_view
+    xhat = np.empty_like(x)                                           # x's memory order
+    y = np.empty_like(x) if weight is not None else xhat
+    none = np.empty(0, x.dtype)
+    stats = np.empty((3, x.shape[1]))                                 # mean, var, invstd (float64)
+    _numba.kernels().bn_forward(v(x), eps, none if weight is None else weight, none if weight is None else bias,
+                                v(xhat), v(y), stats)
+    mean, var, invstd = stats.astype(x.dtype)
+    if running_mean is not None:
+        _update_running(running_mean, running_var, mean, var, momentum, x.size // x.shape[1])
+    return y, (xhat, invstd.reshape(_channel_shape(x)), weight, True, axes)
+
+
+def _batch_norm_backward_numba(dy, xhat, invstd, weight, param_grads):
+    """The train-mode backward above in two fused passes over (N, A, B, C) views (numba)."""
+    c = dy.shape[1]
+    gamma = np.ones(c, dy.dtype) if weight is None else weight
+    dx = np.empty_like(xhat)
+    sums = np.empty((2, c))                                           # sum dy, sum dy xhat (float64)
+    v = _numba.nhwc_view
+    _numba.kernels().bn_backward(v(dy), v(xhat), gamma, invstd.reshape(-1), v(dx), sums)
+    if not param_grads or weight is None:
+        return dx, None, None
+    dbeta, dgamma = sums.astype(dy.dtype)
+    return dx, dgamma, dbeta
 
 
 def layer_norm_forward(x, weight, bias, n_axes, eps):

@@ -1,0 +1,215 @@
+"""Optional CPU kernels compiled with numba (``pip install "minigan[fast]"``).
+
+Each kernel fuses passes that the plain-numpy code makes separately; that plain code stays in the
+op modules as the twin and the oracle (tests/test_numba.py: float64 <= 1e-12, float32 <= 1e-5,
+bit-exact where the summation order is the same).  The ops call a kernel only for numpy arrays in
+a memory layout it handles, and only when numba is importable and not switched off with
+``MINIGAN_NUMBA=0`` or ``set_enabled(False)``.
+
+Every kernel is serial (no ``parallel=True``).  Measured on the 2-core CPU here, a parallel col2im
+made the dcgan32 GAN step 1.4x *slower* (248 -> 350 ms): after each GEMM OpenBLAS's worker threads
+keep spinning and numba's threads fight them for the two cores.  A serial kernel runs on the main
+thread's core and loses nothing.  fastmath stays off: results follow IEEE arithmetic in the order
+written here.
+"""
+import os
+
+import numpy as np
+
+_state = {"enabled": None, "kernels": None}
+
+
+def available():
+    """True when numba can be imported."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def enabled():
+    """Whether the ops use these kernels: numba importable and not switched off
+    (``MINIGAN_NUMBA=0`` in the environment, or ``set_enabled(False)``)."""
+    if _state["enabled"] is None:
+        _state["enabled"] = os.environ.get("MINIGAN_NUMBA", "1") != "0" and available()
+    return _state["enabled"]
+
+
+def set_enabled(flag):
+    """Switch the numba kernels on or off for this process; returns the previous setting.
+    Switching on without numba installed raises ImportError naming the extra to install."""
+    previous = enabled()
+    if flag and not available():
+        raise ImportError("the numba kernels need numba: pip install 'minigan[fast]'")
+    _state["enabled"] = bool(flag)
+    return previous
+
+
+def kernels():
+    """The compiled kernels (compiled on first use; cached on disk by numba)."""
+    if _state["kernels"] is None:
+        _state["kernels"] = _compile()
+    return _state["kernels"]
+
+
+def use(*arrays):
+    """True when the kernels should handle these arrays: enabled, and every array is a numpy array."""
+    return enabled() and all(type(a) is np.ndarray for a in arrays)
+
+
+def nhwc_view(x):
+    """x with channels on axis 1, (N, C), (N, C, L) or (N, C, H, W), as a 4-D (N, A, B, C) view of
+    the same memory, when the channels are its innermost axis (channels-last memory, any other
+    strides, e.g. a cropped view); None otherwise (the numpy twin is then the faster choice)."""
+    if x.ndim not in (2, 3, 4) or (x.shape[1] > 1 and x.strides[1] != x.itemsize):
+        return None
+    if x.ndim == 2:
+        return x[:, None, None, :]
+    if x.ndim == 3:
+        return x.transpose(0, 2, 1)[:, :, None, :]
+    return x.transpose(0, 2, 3, 1)
+
+
+def flat(x):
+    """x's memory as a 1-D array when it is contiguous (C order or channels-last), else None."""
+    if x.flags.c_contiguous:
+        return x.reshape(-1)
+    if x.ndim >= 3:
+        cl = x.transpose((0,) + tuple(range(2, x.ndim)) + (1,))
+        if cl.flags.c_contiguous:
+            return cl.reshape(-1)
+    return None
+
+
+class _Kernels:
+    pass
+
+
+def _compile():
+    import numba
+
+    njit = numba.njit(cache=True, nogil=True)
+    k = _Kernels()
+
+    @njit
+    def im2col_nhwc(x, cols, sh, sw, dh, dw, pt, pl):
+        """cols[n, oh, ow, i, j, c] = x[n, oh*sh + i*dh - pt, ow*sw + j*dw - pl, c], 0 outside x.
+        x (N, H, W, C) in any strides (channels-last memory makes the inner copy contiguous)."""
+        n_, oh_, ow_, kh_, kw_, c_ = cols.shape
+        h_, w_ = x.shape[1], x.shape[2]
+        for n in range(n_):
+            for oh in range(oh_):
+                for ow in range(ow_):
+                    for i in range(kh_):
+                        h = oh * sh + i * dh - pt
+                        for j in range(kw_):
+                            w = ow * sw + j * dw - pl
+                            if 0 <= h < h_ and 0 <= w < w_:
+                                for c in range(c_):
+                                    cols[n, oh, ow, i, j, c] = x[n, h, w, c]
+                            else:
+                                for c in range(c_):
+                                    cols[n, oh, ow, i, j, c] = 0
+    k.im2col_nhwc = im2col_nhwc
+
+    @njit
+    def col2im_nhwc(cols, out, sh, sw, dh, dw, pt, pl):
+        """out (N, H, W, C) = 0, then out[n, oh*sh + i*dh - pt, ow*sw + j*dw - pl, c] += cols[n, oh, ow, i, j, c]
+        for the positions inside out, cols read once in order.  oh and ow run backwards so each
+        element receives its taps in (i, j) order, the order of the numpy twin's strided adds."""
+        n_, oh_, ow_, kh_, kw_, c_ = cols.shape
+        h_, w_ = out.shape[1], out.shape[2]
+        for n in range(n_):
+            out[n] = 0
+            for oh in range(oh_ - 1, -1, -1):
+                for ow in range(ow_ - 1, -1, -1):
+                    for i in range(kh_):
+                        h = oh * sh + i * dh - pt
+                        if h < 0 or h >= h_:
+                            continue
+                        for j in range(kw_):
+                            w = ow * sw + j * dw - pl
+                            if w < 0 or w >= w_:
+                                continue
+                            for c in range(c_):
+                                out[n, h, w, c] += cols[n, oh, ow, i, j, c]
+    k.col2im_nhwc = col2im_nhwc
+
+    @njit
+    def bn_forward(x, eps, gamma, beta, xhat, y, stats):
+        """Per channel c of x (N, A, B, C): mean, biased var (two passes, float64 sums), invstd;
+        xhat = (x - mean) invstd and y = gamma xhat + beta written in one more pass.
+        stats (3, C) float64 receives mean, var, invstd.  gamma/beta of size 0 mean no affine."""
+        n_, a_, b_, c_ = x.shape
+        count = n_ * a_ * b_
+        s = np.zeros(c_)
+        for n in range(n_):
+            for a in range(a_):
+                for b in range(b_):
+                    for c in range(c_):
+                        s[c] += x[n, a, b, c]
+        mean = s / count
+        ss = np.zeros(c_)
+        for n in range(n_):
+            for a in range(a_):
+                for b in range(b_):
+                    for c in range(c_):
+                        d = x[n, a, b, c] - mean[c]
+                        ss[c] += d * d
+        var = ss / count
+        invstd = 1.0 / np.sqrt(var + eps)
+        affine = gamma.size > 0
+        for n in range(n_):
+            for a in range(a_):
+                for b in range(b_):
+                    for c in range(c_):
+                        v = (x[n, a, b, c] - mean[c]) * invstd[c]
+                        xhat[n, a, b, c] = v
+                        if affine:
+                            y[n, a, b, c] = v * gamma[c] + beta[c]
+        stats[0, :] = mean
+        stats[1, :] = var
+        stats[2, :] = invstd
+    k.bn_forward = bn_forward
+
+    @njit
+    def bn_backward(dy, xhat, gamma, invstd, dx, sums):
+        """sums (2, C) float64 <- (sum dy, sum dy xhat) per channel; then, with M = N A B,
+        dx = gamma invstd (dy - sum(dy)/M - xhat sum(dy xhat)/M)  (normalize_backward, expanded)."""
+        n_, a_, b_, c_ = dy.shape
+        count = n_ * a_ * b_
+        s1 = np.zeros(c_)
+        s2 = np.zeros(c_)
+        for n in range(n_):
+            for a in range(a_):
+                for b in range(b_):
+                    for c in range(c_):
+                        g = dy[n, a, b, c]
+                        s1[c] += g
+                        s2[c] += g * xhat[n, a, b, c]
+        scale = invstd * gamma
+        k2 = -scale * s2 / count
+        k1 = -scale * s1 / count
+        for n in range(n_):
+            for a in range(a_):
+                for b in range(b_):
+                    for c in range(c_):
+                        dx[n, a, b, c] = scale[c] * dy[n, a, b, c] + k2[c] * xhat[n, a, b, c] + k1[c]
+        sums[0, :] = s1
+        sums[1, :] = s2
+    k.bn_backward = bn_backward
+
+    @njit
+    def leaky_relu(x, slope, y, scale):
+        """y = x, scale = 1 where x > 0; y = slope x, scale = slope elsewhere (flat arrays)."""
+        for i in range(x.size):
+            v = x[i]
+            if v > 0:
+                y[i] = v
+                scale[i] = 1
+            else:
+                y[i] = v * slope
+                scale[i] = slope
+    k.leaky_relu = leaky_relu
+    return k
