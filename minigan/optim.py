@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from .backend import get_xp, to_backend
+from .ops import _numba
 
 
 class Optimizer:
@@ -142,14 +143,19 @@ class Adam(Optimizer):
             g = g + l2 * p
         xp = get_xp(p)
         m, v = st["exp_avg"], st["exp_avg_sq"]
+        step_size = self.lr / (1 - b1 ** t)
+        bc2_sqrt = (1 - b2 ** t) ** 0.5
+        if not self.amsgrad and _numba.use(p, g) and all(a.flags.c_contiguous for a in (p, g, m, v)):
+            d, w = p.dtype.type, 1 - b1    # the same float32/float64 operations as below, fused in one pass
+            _numba.kernels().adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), d(w), d(1 - w),
+                                  abs(w) < 0.5, d(b2), d(1 - b2), d(bc2_sqrt), d(self.eps), d(step_size))
+            return
         tmp = xp.empty_like(p)          # one scratch array: every pass below writes in place
         _lerp_(m, g, 1 - b1, tmp)
         v *= b2
         xp.multiply(g, g, out=tmp)
         tmp *= 1 - b2
         v += tmp
-        step_size = self.lr / (1 - b1 ** t)
-        bc2_sqrt = (1 - b2 ** t) ** 0.5
         if self.amsgrad:
             xp.maximum(st["max_exp_avg_sq"], v, out=st["max_exp_avg_sq"])
             v = st["max_exp_avg_sq"]

@@ -89,7 +89,7 @@ class _Kernels:
 def _compile():
     import numba
 
-    njit = numba.njit(cache=True, nogil=True)
+    njit = numba.njit(cache=True, nogil=True, error_model="numpy")   # no ZeroDivisionError checks: they block SIMD
     k = _Kernels()
 
     @njit
@@ -201,15 +201,33 @@ def _compile():
     k.bn_backward = bn_backward
 
     @njit
-    def leaky_relu(x, slope, y, scale):
-        """y = x, scale = 1 where x > 0; y = slope x, scale = slope elsewhere (flat arrays)."""
+    def leaky_relu(x, slope, y):
+        """y = x where x > 0, slope x elsewhere (flat arrays)."""
         for i in range(x.size):
             v = x[i]
-            if v > 0:
-                y[i] = v
-                scale[i] = 1
-            else:
-                y[i] = v * slope
-                scale[i] = slope
+            y[i] = v if v > 0 else v * slope
     k.leaky_relu = leaky_relu
+
+    @njit
+    def leaky_relu_backward(dy, y, slope, dx):
+        """dx = dy where y > 0, slope dy elsewhere (flat arrays in the same memory order)."""
+        for i in range(dy.size):
+            g = dy[i]
+            dx[i] = g if y[i] > 0 else g * slope
+    k.leaky_relu_backward = leaky_relu_backward
+    @njit
+    def adam(p, g, m, v, w, one_minus_w, small_w, b2, one_minus_b2, bc2_sqrt, eps, step_size):
+        """One Adam step on flat arrays, in the exact order of optim.Adam's numpy passes:
+        m <- lerp(m, g, w) (torch's two branches), v <- v b2 + g^2 (1 - b2),
+        p <- p - (m / (sqrt(v) / bc2_sqrt + eps)) step_size.  Scalars come in p's dtype."""
+        for i in range(p.size):
+            gi = g[i]
+            if small_w:
+                m[i] = m[i] + (gi - m[i]) * w
+            else:
+                m[i] = gi - (gi - m[i]) * one_minus_w
+            v[i] = v[i] * b2 + (gi * gi) * one_minus_b2
+            denom = np.sqrt(v[i]) / bc2_sqrt + eps
+            p[i] = p[i] - (m[i] / denom) * step_size
+    k.adam = adam
     return k

@@ -18,27 +18,42 @@ def leaky_relu_forward(x, negative_slope=0.01):
     """y = x if x > 0 else slope * x  =  max(x, slope x) for slope <= 1 (min for slope > 1).
 
     Branch-free on purpose: ``where`` with a random mask runs ~20x slower than two arithmetic
-    passes on the CPU here (branch mispredictions)."""
+    passes on the CPU here (branch mispredictions).  For slope >= 0 the cache is y itself
+    ([y > 0] = [x > 0] then, and the next layer usually keeps y alive anyway): no extra memory."""
     xp = get_xp(x)
     s = x.dtype.type(negative_slope)
+    y = None
     if _numba.use(x) and _numba.flat(x) is not None:          # one fused pass
-        y, scale = xp.empty_like(x), xp.empty_like(x)         # same memory order as x
-        if _numba.flat(y) is not None and _numba.flat(scale) is not None:
-            _numba.kernels().leaky_relu(_numba.flat(x), s, _numba.flat(y), _numba.flat(scale))
-            return y, scale
-    y = x * s
-    (xp.maximum if negative_slope <= 1 else xp.minimum)(x, y, out=y)
-    if 0 <= negative_slope <= 1:              # 1 where x > 0, slope elsewhere: max([x > 0], slope)
-        scale = (x > 0).astype(x.dtype)
-        xp.maximum(scale, s, out=scale)
+        y = xp.empty_like(x)                                  # same memory order as x
+        if _numba.flat(y) is not None:
+            _numba.kernels().leaky_relu(_numba.flat(x), s, _numba.flat(y))
+        else:
+            y = None
+    if y is None:
+        y = x * s
+        (xp.maximum if negative_slope <= 1 else xp.minimum)(x, y, out=y)
+    if negative_slope >= 0:
+        return y, (y, s)
+    return y, (None, xp.where(x > 0, x.dtype.type(1), s))     # a negative slope: keep dy/dx itself
+
+
+def leaky_relu_backward(dy, cache):
+    """dx = dy * (1 if x > 0 else slope), with [x > 0] = [y > 0] when slope >= 0."""
+    y, s = cache
+    if y is None:                                             # s holds dy/dx
+        check_dout("leaky_relu_backward", dy, s.shape)
+        return dy * s
+    check_dout("leaky_relu_backward", dy, y.shape)
+    xp = get_xp(dy)
+    if _numba.use(dy, y) and dy.strides == y.strides and _numba.flat(dy) is not None:
+        dx = xp.empty_like(dy)
+        _numba.kernels().leaky_relu_backward(_numba.flat(dy), _numba.flat(y), s, _numba.flat(dx))
+        return dx
+    scale = (y > 0).astype(dy.dtype)
+    if s <= 1:
+        xp.maximum(scale, s, out=scale)                       # 1 where y > 0, slope elsewhere
     else:
-        scale = xp.where(x > 0, x.dtype.type(1), s)
-    return y, scale
-
-
-def leaky_relu_backward(dy, scale):
-    """dx = dy * (1 if x > 0 else slope)"""
-    check_dout("leaky_relu_backward", dy, scale.shape)
+        scale = xp.where(scale > 0, scale, s)
     return dy * scale
 
 
