@@ -183,3 +183,27 @@ def test_leaky_relu_is_exact(slope, dtype):
     np.testing.assert_array_equal(y, np.where(x > 0, x, x * s))
     np.testing.assert_array_equal(dx, np.where(x > 0, dy, dy * s))
     assert y.dtype == dx.dtype == dtype
+
+
+def test_results_do_not_alias_the_column_scratch(cpu_kernels):
+    """The convolutions reuse one scratch buffer for their column matrices; nothing they return
+    (outputs, input gradients, parameter gradients, tapes) may live in it: a second pass through
+    other convolutions must leave the first pass's results untouched."""
+    def make(seed):
+        return minigan.Sequential(minigan.Conv2d(16, 16, 3, 1, 1), minigan.LeakyReLU(0.2),
+                                  minigan.ConvTranspose2d(16, 16, 4, 2, 1), minigan.BatchNorm2d(16),
+                                  minigan.Conv2d(16, 4, 4, 2, 1), dtype=np.float64, seed=seed)
+    rng = np.random.default_rng(0)
+    net, other = make(0), make(1)
+    x = rng.standard_normal((2, 16, 6, 6))
+    y, tape = net.forward(x, train=True)
+    dx, grads = net.backward(np.ones_like(y), tape)
+    kept = [a.copy() for a in [y, dx, *grads.values()]]
+    y_again, tape_again = net.forward(x, train=True)      # a second tape, before the first is used again
+    for _ in range(2):
+        yo, to = other.forward(rng.standard_normal((2, 16, 6, 6)), train=True)
+        other.backward(rng.standard_normal(yo.shape), to)
+    for a, b in zip([y, dx, *grads.values()], kept):
+        np.testing.assert_array_equal(a, b)
+    dx2, grads2 = net.backward(np.ones_like(y), tape_again)
+    np.testing.assert_array_equal(dx2, dx)
