@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 import minigan
+from minigan.ops import _numba
 
 # the torch twin lives with the tests (the oracle) and serves here as the competitor
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
@@ -211,7 +212,8 @@ def main():
     batch, ms, tms = time_both(args)
     device = platform.machine() + " CPU" if args.backend == "numpy" else torch.cuda.get_device_name()
     print(f"# {args.workload}, batch {batch}, float32, {device}, numpy {np.__version__}, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, median of {args.repeats} x {args.steps_per_repeat} steps")
+          f"threads {torch.get_num_threads()}, median of {args.repeats} x {args.steps_per_repeat} steps, "
+          f"numba kernels {'on' if args.backend == 'numpy' and _numba.enabled() else 'off'}")
     print(f"minigan {ms:9.2f} ms/step   torch {tms:9.2f} ms/step   ratio minigan/torch {ms / tms:.2f}")
     if not args.no_memory:
         pm, pt = measure_memory(args, "minigan"), measure_memory(args, "torch")

@@ -82,10 +82,12 @@ def test_leaky_relu_is_bit_exact(shape, slope, layout, dtype):
 
     def run():
         y, cache = activations.leaky_relu_forward(x, slope)
-        return y, activations.leaky_relu_backward(dy, cache)
-    (y1, dx1), (y2, dx2) = both(run)
-    np.testing.assert_array_equal(y1, y2)
-    np.testing.assert_array_equal(dx1, dx2)
+        yr, cache_r = activations.relu_forward(x)
+        return y, activations.leaky_relu_backward(dy, cache), yr, activations.relu_backward(dy, cache_r)
+    (y1, dx1, yr1, dxr1), (y2, dx2, yr2, dxr2) = both(run)
+    for a, b in ((y1, y2), (dx1, dx2), (yr1, yr2), (dxr1, dxr2)):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(np.signbit(a), np.signbit(b))     # even the signs of zeros
     assert y1.dtype == dx1.dtype == dtype
     fx, fy = _numba.flat(x), _numba.flat(y1)     # the output keeps the input's memory order
     np.testing.assert_array_equal(fy, np.where(fx > 0, fx, fx * dtype(slope)))

@@ -4,14 +4,19 @@ from ..backend import get_xp
 
 
 def relu_forward(x):
-    """y = max(x, 0)"""
-    return get_xp(x).maximum(x, x.dtype.type(0)), x > 0
+    """y = max(x, 0); the cache is y itself ([y > 0] = [x > 0])."""
+    y = get_xp(x).maximum(x, x.dtype.type(0))
+    return y, y
 
 
-def relu_backward(dy, mask):
-    """dx = dy * [x > 0]   (the subgradient at 0 is 0, as in torch)"""
-    check_dout("relu_backward", dy, mask.shape)
-    return dy * mask
+def relu_backward(dy, y):
+    """dx = dy * [x > 0] = dy * [y > 0]   (the subgradient at 0 is 0, as in torch)"""
+    check_dout("relu_backward", dy, y.shape)
+    if _numba.use(dy, y) and dy.strides == y.strides and _numba.flat(dy) is not None:
+        dx = get_xp(dy).empty_like(dy)
+        _numba.kernels().leaky_relu_backward(_numba.flat(dy), _numba.flat(y), dy.dtype.type(0), _numba.flat(dx))
+        return dx
+    return dy * (y > 0)
 
 
 def leaky_relu_forward(x, negative_slope=0.01):
