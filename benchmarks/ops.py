@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 import minigan
+from minigan.ops import _numba
 
 # the torch twin lives with the tests (the oracle) and serves here as the competitor
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
@@ -49,8 +50,15 @@ def cases(batch):
         ("ConvT 256->128 k4 s2 4x4", CT(256, 128, 4, 2, 1, bias=False), (batch, 256, 4, 4), batch * 256 * 16 * 128 * 16),
         ("ConvT 128->64 k4 s2 8x8", CT(128, 64, 4, 2, 1, bias=False), (batch, 128, 8, 8), batch * 128 * 64 * 64 * 16),
         ("BatchNorm2d 128 16x16", BN(128), (batch, 128, 16, 16), 0),
+        # inside a network BatchNorm gets a convolution's output: channels-last memory (for both libraries)
+        ("BatchNorm2d 128 16x16 ch-last", BN(128), (batch, 128, 16, 16), 0),
         ("Linear 1024->784", minigan.Linear(1024, 784), (batch, 1024), batch * 1024 * 784),
     ]
+
+
+def _memory(a, name):
+    """NCHW values; channels-last memory for the cases that say so."""
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2) if name.endswith("ch-last") else a
 
 
 def main():
@@ -68,16 +76,17 @@ def main():
     tsync = (lambda: torch.cuda.synchronize()) if dev == "cuda" else (lambda: None)
     print(f"# {platform.processor() or platform.machine()}, backend {args.backend}, {args.dtype}, batch {args.batch}, "
           f"numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-          f"median of {args.repeats}")
+          f"median of {args.repeats}, numba kernels {'on' if args.backend == 'numpy' and _numba.enabled() else 'off'}")
     print(f"{'op':30} {'pass':8} {'minigan ms':>11} {'torch ms':>9} {'ratio':>6} {'GFLOP/s':>8}")
     for name, layer, shape, macs in cases(args.batch):
         net = minigan.Sequential(layer, dtype=np.dtype(args.dtype), seed=0).to(args.backend)
         tnet = torch_net_like(net).to(dev, tdtype)
-        x = np.random.default_rng(0).standard_normal(shape).astype(args.dtype)
+        x = _memory(np.random.default_rng(0).standard_normal(shape).astype(args.dtype), name)
         gx = minigan.to_backend(x, args.backend)
         tx = torch.from_numpy(x).to(dev).requires_grad_(True)
         y, _ = net.forward(gx)
-        dy = minigan.to_backend(np.random.default_rng(1).standard_normal(y.shape).astype(args.dtype), args.backend)
+        dy = minigan.to_backend(_memory(np.random.default_rng(1).standard_normal(y.shape).astype(args.dtype), name),
+                                args.backend)
         tdy = torch.from_numpy(minigan.asnumpy(dy)).to(dev)
 
         def fwd():
