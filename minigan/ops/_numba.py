@@ -1,10 +1,14 @@
 """Optional CPU kernels compiled with numba (``pip install "minigan[fast]"``).
 
-Each kernel fuses passes that the plain-numpy code makes separately; that plain code stays in the
-op modules as the twin and the oracle (tests/test_numba.py: float64 <= 1e-12, float32 <= 1e-5,
-bit-exact where the summation order is the same).  The ops call a kernel only for numpy arrays in
-a memory layout it handles, and only when numba is importable and not switched off with
-``MINIGAN_NUMBA=0`` or ``set_enabled(False)``.
+Kernels: im2col / col2im on channels-last memory (ops/conv.py), BatchNorm's training forward and
+backward (ops/norm.py), LeakyReLU / ReLU (ops/activations.py) and Adam (optim.py).  Each fuses passes
+that the plain-numpy code makes separately; that plain code stays in place as the twin and the
+oracle (tests/test_numba.py: bit-exact where both do the same float operations in the same order,
+which is every kernel but BatchNorm; BatchNorm float64 <= 1e-12, float32 <= 1e-5).  The ops call a
+kernel only for numpy arrays in a memory layout it handles (and im2col only from 16 channels up,
+col2im from 2: below that numpy measured faster), and only when numba is importable and not
+switched off with ``MINIGAN_NUMBA=0`` or ``set_enabled(False)``.  Measured gains are in
+benchmarks/README.md (the dcgan32 GAN step: ~265 -> ~215 ms on the 2-core CPU).
 
 Every kernel is serial (no ``parallel=True``).  Measured on the 2-core CPU here, a parallel col2im
 made the dcgan32 GAN step 1.4x *slower* (248 -> 350 ms): after each GEMM OpenBLAS's worker threads
@@ -49,7 +53,10 @@ def set_enabled(flag):
 def kernels():
     """The compiled kernels (compiled on first use; cached on disk by numba)."""
     if _state["kernels"] is None:
-        _state["kernels"] = _compile()
+        try:
+            _state["kernels"] = _compile(cache=True)
+        except RuntimeError:        # numba found no writable cache directory: compile per process
+            _state["kernels"] = _compile(cache=False)
     return _state["kernels"]
 
 
@@ -86,10 +93,10 @@ class _Kernels:
     pass
 
 
-def _compile():
+def _compile(cache):
     import numba
 
-    njit = numba.njit(cache=True, nogil=True, error_model="numpy")   # no ZeroDivisionError checks: they block SIMD
+    njit = numba.njit(cache=cache, nogil=True, error_model="numpy")   # no ZeroDivisionError checks: they block SIMD
     k = _Kernels()
 
     @njit
