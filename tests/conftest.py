@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, settings
 
 import minigan
 from minigan.ops import _numba
+from minigan.ops import conv as conv_ops
 from torch_twin import torch_net_like, torch_twin  # noqa: F401  (re-exported for the tests)
 
 settings.register_profile("default", max_examples=int(os.environ.get("MINIGAN_EXAMPLES", "25")), deadline=None,
@@ -27,13 +28,16 @@ def backend(request):
     return request.param
 
 
-KERNELS = ["numpy"] + (["numba"] if _numba.available() else [])
+KERNELS = ["numpy", "numpy-chunked"] + (["numba"] if _numba.available() else [])
 
 
 @pytest.fixture(params=KERNELS)
-def cpu_kernels(request):
-    """Run a test once with the plain-numpy ops and once with the numba kernels (when installed)."""
+def cpu_kernels(request, monkeypatch):
+    """Run a test with the plain-numpy ops, again with convolutions split into one-sample batch
+    chunks (the path large batches take), and with the numba kernels (when installed)."""
     previous = _numba.set_enabled(request.param == "numba")
+    if request.param == "numpy-chunked":
+        monkeypatch.setattr(conv_ops, "COLUMN_BYTES", 1)
     yield request.param
     _numba.set_enabled(previous)
 

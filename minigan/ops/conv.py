@@ -168,21 +168,50 @@ def gather_windows(x, kernel, stride, dilation, pads, out_hw, out=None):
     return cols.reshape(n * oh * ow, kh * kw * c)
 
 
-def scatter_windows(cols, hw, stride, dilation, pads):
+def scatter_windows(cols, hw, stride, dilation, pads, out=None):
     """col2im, the adjoint of ``gather_windows``: cols (N, OH, OW, KH, KW, C) -> (N, H, W, C) with
     out[n, oh*sh + i*dh - pt, ow*sw + j*dw - pl, c] += cols[n, oh, ow, i, j, c], the padding dropped.
     numpy: ``col2im_nhwc`` into a padded buffer, then a cropped view of it.  numba: one pass over cols
     straight into a C-contiguous output; each element gets its taps in the same order, so the two
-    agree bit for bit."""
+    agree bit for bit.  ``out``: a C-contiguous (N, H, W, C) array to write into."""
     (pt, pb), (pl, pr) = pads
     n, oh, ow, kh, kw, c = cols.shape
     h, w = hw
     if c > 1 and _numba.use(cols):    # numpy's KH*KW adds win only for C=1 (0.47 vs 0.66 ms; C=2..8: 4 vs 0.8 ms)
-        out = get_xp(cols).empty((n, h, w, c), dtype=cols.dtype)
+        if out is None:
+            out = get_xp(cols).empty((n, h, w, c), dtype=cols.dtype)
         _numba.kernels().col2im_nhwc(cols, out, *stride, *dilation, pt, pl)
         return out
     padded = col2im_nhwc(cols, (h + pt + pb, w + pl + pr), stride, dilation)
-    return padded[:, pt:pt + h, pl:pl + w, :]
+    if out is None:
+        return padded[:, pt:pt + h, pl:pl + w, :]
+    get_xp(cols).copyto(out, padded[:, pt:pt + h, pl:pl + w, :])
+    return out
+
+
+# The batch is processed in chunks whose column matrix takes at most about COLUMN_BYTES (numpy
+# only; one chunk on cupy, where large GEMMs and few launches matter), which bounds the scratch
+# buffer.  Measured on the 2-core CPU: chunks of 1-8 MiB made the dcgan32 step 2-10 % slower
+# (smaller GEMMs) and 4-16 MiB made dcgan64 (batch 128) 8-35 % slower; from 32 MiB on the time is
+# that of one chunk (dcgan64: 2242 / 2216 / 2269 ms for 32 MiB / 64 MiB / unchunked), while the
+# scratch buffer for dcgan64 shrinks from 134 MiB to 32 MiB.
+COLUMN_BYTES = 32 << 20
+
+
+def batch_chunks(n, bytes_per_sample, like):
+    """[(start, stop), ...] covering range(n), each chunk's columns about COLUMN_BYTES."""
+    if get_xp(like) is not np:
+        return [(0, n)]
+    per = max(1, COLUMN_BYTES // max(1, bytes_per_sample))
+    return [(s, min(n, s + per)) for s in range(0, n, per)]
+
+
+def _accumulate(total, part):
+    """total + part, in place after the first chunk (the weight-gradient sum over chunks)."""
+    if total is None:
+        return part
+    get_xp(part).add(total, part, out=total)
+    return total
 
 
 def _weight_rows(weight):
@@ -208,10 +237,13 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation):
     o, _, kh, kw = weight.shape
     out_hw = (conv_out_size(h, kh, stride[0], *pads[0], dilation[0]),
               conv_out_size(w, kw, stride[1], *pads[1], dilation[1]))
-    cols = gather_windows(x, (kh, kw), stride, dilation, pads, out_hw,
-                          out=column_buffer((n * out_hw[0] * out_hw[1], kh * kw * c), x))   # (N*OH*OW, KH*KW*C)
+    xp, rows, k = get_xp(x), out_hw[0] * out_hw[1], kh * kw * c
     w2 = _weight_rows(weight)                                          # (O, KH*KW*C)
-    y2 = cols @ w2.T                                                   # (N*OH*OW, O)
+    y2 = xp.empty((n * rows, o), dtype=x.dtype)                        # (N*OH*OW, O)
+    for s, e in batch_chunks(n, rows * k * x.itemsize, x):
+        cols = gather_windows(x[s:e], (kh, kw), stride, dilation, pads, out_hw,
+                              out=column_buffer(((e - s) * rows, k), x))          # (n*OH*OW, KH*KW*C)
+        xp.matmul(cols, w2.T, out=y2[s * rows:e * rows])
     if bias is not None:
         y2 += bias
     y = y2.reshape(n, *out_hw, o).transpose(0, 3, 1, 2)               # (N, O, OH, OW) view
@@ -230,17 +262,23 @@ def conv2d_backward(dy, cache, param_grads=True):
     n, c, h, w = x.shape
     o = w2.shape[0]
     check_dout("conv2d_backward", dy, (n, o) + tuple(out_hw))
+    xp, rows, k = get_xp(dy), out_hw[0] * out_hw[1], kh * kw * c
     dy2 = nhwc(dy).reshape(-1, o)                                      # (N*OH*OW, O)
-    dcols = get_xp(dy).matmul(dy2, w2, out=column_buffer((dy2.shape[0], w2.shape[1]), dy2))
-    dcols = dcols.reshape(n, *out_hw, kh, kw, c)                       # (N, OH, OW, KH, KW, C)
-    dx = scatter_windows(dcols, (h, w), stride, dilation, pads).transpose(0, 3, 1, 2)   # (N, C, H, W) view
+    dx = xp.empty((n, h, w, c), dtype=dy.dtype)                        # (N, H, W, C)
+    dw2 = None
+    for s, e in batch_chunks(n, rows * k * dy.itemsize, dy):
+        dy_part = dy2[s * rows:e * rows]
+        dcols = xp.matmul(dy_part, w2, out=column_buffer(((e - s) * rows, k), dy))
+        scatter_windows(dcols.reshape(e - s, *out_hw, kh, kw, c), (h, w), stride, dilation, pads, out=dx[s:e])
+        if param_grads:                                                # columns as in forward; dcols is dead
+            cols = gather_windows(x[s:e], (kh, kw), stride, dilation, pads, out_hw,
+                                  out=column_buffer(((e - s) * rows, k), x))
+            dw2 = _accumulate(dw2, dy_part.T @ cols)                  # (O, KH*KW*C)
+    dx = dx.transpose(0, 3, 1, 2)                                      # (N, C, H, W) view
     if not param_grads:
         return dx, None, None
-    cols = gather_windows(x, (kh, kw), stride, dilation, pads, out_hw,   # as in forward; dcols is dead
-                          out=column_buffer((dy2.shape[0], kh * kw * c), x))
-    dweight = _weight_from_rows(dy2.T @ cols, (o, c, kh, kw))         # (O, C, KH, KW)
     dbias = accurate_sum(dy2, 0) if has_bias else None
-    return dx, dweight, dbias
+    return dx, _weight_from_rows(dw2, (o, c, kh, kw)), dbias
 
 
 def conv_transpose2d_forward(x, weight, bias, stride, padding, dilation, output_padding):
@@ -255,11 +293,13 @@ def conv_transpose2d_forward(x, weight, bias, stride, padding, dilation, output_
     out_hw = tuple(conv_transpose_out_size(s, k, st, p, d, op) for s, k, st, p, d, op
                    in zip((h, w), (kh, kw), stride, padding, dilation, output_padding))
     pads = ((padding[0], padding[0]), (padding[1], padding[1]))
+    xp, rows, k = get_xp(x), h * w, kh * kw * co
     x2 = nhwc(x).reshape(-1, ci)                                       # (N*H*W, Ci)
     w2 = _weight_rows(weight)                                          # (Ci, KH*KW*Co)
-    cols = get_xp(x).matmul(x2, w2, out=column_buffer((x2.shape[0], w2.shape[1]), x2))
-    cols = cols.reshape(n, h, w, kh, kw, co)                           # (N, H, W, KH, KW, Co)
-    y = scatter_windows(cols, out_hw, stride, dilation, pads)          # (N, OH, OW, Co)
+    y = xp.empty((n,) + tuple(out_hw) + (co,), dtype=x.dtype)          # (N, OH, OW, Co)
+    for s, e in batch_chunks(n, rows * k * x.itemsize, x):
+        cols = xp.matmul(x2[s * rows:e * rows], w2, out=column_buffer(((e - s) * rows, k), x))
+        scatter_windows(cols.reshape(e - s, h, w, kh, kw, co), out_hw, stride, dilation, pads, out=y[s:e])
     if bias is not None:
         y = y + bias
     return y.transpose(0, 3, 1, 2), (x2, w2, bias is not None, x.shape, (kh, kw), stride, pads, dilation, out_hw)
@@ -274,11 +314,17 @@ def conv_transpose2d_backward(dy, cache, param_grads=True):
     n, ci, h, w = x_shape
     co = w2.shape[1] // (kh * kw)
     check_dout("conv_transpose2d_backward", dy, (n, co) + tuple(out_hw))
-    dcols = gather_windows(dy, (kh, kw), stride, dilation, pads, (h, w),
-                           out=column_buffer((n * h * w, kh * kw * co), dy))   # (N*H*W, KH*KW*Co)
-    dx = (dcols @ w2.T).reshape(n, h, w, ci).transpose(0, 3, 1, 2)    # (N, Ci, H, W) view
+    xp, rows, k = get_xp(dy), h * w, kh * kw * co
+    dx2 = xp.empty((n * rows, ci), dtype=dy.dtype)                     # (N*H*W, Ci)
+    dw2 = None
+    for s, e in batch_chunks(n, rows * k * dy.itemsize, dy):
+        dcols = gather_windows(dy[s:e], (kh, kw), stride, dilation, pads, (h, w),
+                               out=column_buffer(((e - s) * rows, k), dy))      # (n*H*W, KH*KW*Co)
+        xp.matmul(dcols, w2.T, out=dx2[s * rows:e * rows])
+        if param_grads:
+            dw2 = _accumulate(dw2, x2[s * rows:e * rows].T @ dcols)   # (Ci, KH*KW*Co)
+    dx = dx2.reshape(n, h, w, ci).transpose(0, 3, 1, 2)                # (N, Ci, H, W) view
     if not param_grads:
         return dx, None, None
-    dweight = _weight_from_rows(x2.T @ dcols, (ci, co, kh, kw))       # (Ci, Co, KH, KW)
     dbias = accurate_sum(dy, (0, 2, 3)) if has_bias else None
-    return dx, dweight, dbias
+    return dx, _weight_from_rows(dw2, (ci, co, kh, kw)), dbias
