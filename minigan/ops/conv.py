@@ -64,11 +64,6 @@ def col2im(cols, padded_hw, stride, dilation):
     return out
 
 
-def _crop(x, pads, hw):
-    (pt, _), (pl, _) = pads
-    return x[:, :, pt:pt + hw[0], pl:pl + hw[1]]
-
-
 # Layout.  The public layout is NCHW, but the convolutions compute in channels-last memory
 # (N, H, W, C), as torch's channels_last format does, and return NCHW *views* of it
 # (``y_nhwc.transpose(0, 3, 1, 2)``): elementwise layers and BatchNorm keep that memory order
