@@ -4,7 +4,8 @@ Kernels: im2col / col2im on channels-last memory (ops/conv.py), BatchNorm's trai
 backward (ops/norm.py), LeakyReLU / ReLU (ops/activations.py) and Adam (optim.py).  Each fuses passes
 that the plain-numpy code makes separately; that plain code stays in place as the twin and the
 oracle (tests/test_numba.py: bit-exact where both do the same float operations in the same order,
-which is every kernel but BatchNorm; BatchNorm float64 <= 1e-12, float32 <= 1e-5).  The ops call a
+which is every kernel but BatchNorm; BatchNorm float64 <= 1e-12, float32 <= 1e-5 or twice the
+float32 twin's own error against float64, where that is larger).  The ops call a
 kernel only for numpy arrays in a memory layout it handles (and im2col only from 16 channels up,
 col2im from 2: below that numpy measured faster), and only when numba is importable and not
 switched off with ``MINIGAN_NUMBA=0`` or ``set_enabled(False)``.  Measured gains are in
