@@ -95,10 +95,10 @@ def test_leaky_relu_is_bit_exact(shape, slope, layout, dtype):
 
 @given(n=st.integers(2, 6), c=st.integers(1, 6), hw=st.sampled_from([None, (1, 1), (3, 2), (4, 4)]),
        affine=st.booleans(), shift=st.sampled_from([0.0, 3.0, -100.0]), dtype=st.sampled_from([np.float32, np.float64]),
-       param_grads=st.booleans(), cropped=st.booleans())
-def test_batch_norm_matches_twin(n, c, hw, affine, shift, dtype, param_grads, cropped):
+       param_grads=st.booleans(), cropped=st.booleans(), nchw=st.booleans())
+def test_batch_norm_matches_twin(n, c, hw, affine, shift, dtype, param_grads, cropped, nchw):
     """(N, C) and channels-last (N, C, H, W) input, contiguous or a cropped view (as a transposed
-    convolution's output is)."""
+    convolution's output is), or NCHW memory (copied to channels-last for the kernel)."""
     rng = np.random.default_rng(2)
     shape = (n, c) if hw is None else (n, c) + hw
 
@@ -110,6 +110,8 @@ def test_batch_norm_matches_twin(n, c, hw, affine, shift, dtype, param_grads, cr
         big = channels_last((rng.standard_normal(shape[:2] + (hw[0] + 2, hw[1] + 2)) * scale + offset).astype(dtype))
         return big[:, :, 1:-1, 1:-1]
     x, dy = draw(2, shift), draw(1, 0)
+    if nchw:
+        x, dy = np.ascontiguousarray(x), np.ascontiguousarray(dy)
     w = (1 + 0.1 * rng.standard_normal(c)).astype(dtype) if affine else None
     b = (0.1 * rng.standard_normal(c)).astype(dtype) if affine else None
 

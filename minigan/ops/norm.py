@@ -62,7 +62,9 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, train, moment
     """
     shape = _channel_shape(x)
     axes = (0,) + tuple(range(2, x.ndim))
-    if train and _numba.use(x) and _numba.nhwc_view(x) is not None:
+    if train and _numba.use(x):
+        if _numba.nhwc_view(x) is None:     # e.g. NCHW after a Reshape: one copy into channels-last
+            x = _channels_last_copy(x)      # (measured (128, 256, 7, 7) fwd+bwd: 26 ms numpy, 8 ms this way)
         return _batch_norm_forward_numba(x, weight, bias, running_mean, running_var, momentum, eps, axes)
     if train:
         xhat, mean, var, invstd = normalize_forward(x, axes, eps)
@@ -86,7 +88,9 @@ def batch_norm_backward(dy, cache, param_grads=True):
     """
     xhat, invstd, weight, train, axes = cache
     check_dout("batch_norm_backward", dy, xhat.shape)
-    if train and _numba.use(dy) and _numba.nhwc_view(dy) is not None and _numba.nhwc_view(xhat) is not None:
+    if train and _numba.use(dy) and _numba.nhwc_view(xhat) is not None:
+        if _numba.nhwc_view(dy) is None:
+            dy = _channels_last_copy(dy)
         return _batch_norm_backward_numba(dy, xhat, invstd, weight, param_grads)
     gamma = None if weight is None else weight.reshape(invstd.shape)
     dxhat = dy * gamma if gamma is not None else dy
@@ -104,6 +108,11 @@ def batch_norm_backward(dy, cache, param_grads=True):
     if dgamma is None:
         dbeta, dgamma = accurate_sum(dy, axes, keepdims=True), accurate_sum(dy * xhat, axes, keepdims=True)
     return dx, dgamma.reshape(-1), dbeta.reshape(-1)
+
+
+def _channels_last_copy(x):
+    """x (N, C, ...) with the same values, its memory reordered so that channels are innermost."""
+    return np.moveaxis(np.ascontiguousarray(np.moveaxis(x, 1, -1)), -1, 1)
 
 
 def _update_running(running_mean, running_var, mean, var, momentum, m_count):
