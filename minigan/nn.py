@@ -618,6 +618,8 @@ class Sequential(Layer):
     dx, grads = net.backward(dy, tape)              # grads keyed like net.parameters()
     The arrays live on the backend current at construction; ``net.to("cupy")`` moves them.
     ``init="dcgan"`` draws conv/linear weights from N(0, 0.02) and BN scales from N(1, 0.02).
+    A tape references (does not copy) layer inputs and outputs its backward needs: do not modify
+    them in place before the backward, and drop the tape after it to free that memory.
     """
 
     def __init__(self, *layers, dtype=np.float32, seed=None, init="torch", _init=True):
