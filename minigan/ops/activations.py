@@ -12,11 +12,18 @@ def relu_forward(x):
 def relu_backward(dy, y):
     """dx = dy * [x > 0] = dy * [y > 0]   (the subgradient at 0 is 0, as in torch)"""
     check_dout("relu_backward", dy, y.shape)
-    if _numba.use(dy, y) and dy.strides == y.strides and _numba.flat(dy) is not None:
-        dx = get_xp(dy).empty_like(dy)
-        _numba.kernels().leaky_relu_backward(_numba.flat(dy), _numba.flat(y), dy.dtype.type(0), _numba.flat(dx))
-        return dx
-    return dy * (y > 0)
+    dx = _gate_numba(dy, y, dy.dtype.type(0))
+    return dx if dx is not None else dy * (y > 0)
+
+
+def _gate_numba(dy, y, s):
+    """dx = dy where y > 0, s dy elsewhere, in one numba pass; None where the kernel does not apply
+    (no numba, or dy and y not in one contiguous memory order) and the caller's numpy twin runs."""
+    if not (_numba.use(dy, y) and dy.strides == y.strides and _numba.flat(dy) is not None):
+        return None
+    dx = get_xp(dy).empty_like(dy)
+    _numba.kernels().leaky_relu_backward(_numba.flat(dy), _numba.flat(y), s, _numba.flat(dx))
+    return dx
 
 
 def leaky_relu_forward(x, negative_slope=0.01):
@@ -27,14 +34,10 @@ def leaky_relu_forward(x, negative_slope=0.01):
     ([y > 0] = [x > 0] then, and the next layer usually keeps y alive anyway): no extra memory."""
     xp = get_xp(x)
     s = x.dtype.type(negative_slope)
-    y = None
     if _numba.use(x) and _numba.flat(x) is not None:          # one fused pass
-        y = xp.empty_like(x)                                  # same memory order as x
-        if _numba.flat(y) is not None:
-            _numba.kernels().leaky_relu(_numba.flat(x), s, _numba.flat(y))
-        else:
-            y = None
-    if y is None:
+        y = xp.empty_like(x)                                  # x's memory order, so flat too
+        _numba.kernels().leaky_relu(_numba.flat(x), s, _numba.flat(y))
+    else:
         y = x * s
         (xp.maximum if negative_slope <= 1 else xp.minimum)(x, y, out=y)
     if negative_slope >= 0:
@@ -49,11 +52,10 @@ def leaky_relu_backward(dy, cache):
         check_dout("leaky_relu_backward", dy, s.shape)
         return dy * s
     check_dout("leaky_relu_backward", dy, y.shape)
-    xp = get_xp(dy)
-    if _numba.use(dy, y) and dy.strides == y.strides and _numba.flat(dy) is not None:
-        dx = xp.empty_like(dy)
-        _numba.kernels().leaky_relu_backward(_numba.flat(dy), _numba.flat(y), s, _numba.flat(dx))
+    dx = _gate_numba(dy, y, s)
+    if dx is not None:
         return dx
+    xp = get_xp(dy)
     scale = (y > 0).astype(dy.dtype)
     if s <= 1:
         xp.maximum(scale, s, out=scale)                       # 1 where y > 0, slope elsewhere
