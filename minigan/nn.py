@@ -4,6 +4,7 @@ A layer is anything with three methods (duck-typed, no registry):
     init(rng, dtype, scheme)                      -> (params, state)   nested dicts of numpy arrays
     apply(params, state, x, train, rng)           -> (y, cache)        state (BN stats) updated in place
     apply_backward(params, dy, cache, param_grads) -> (dx, grads)      grads nested like params
+Linear, Conv2d, ConvTranspose2d and Sequential also take ``input_grad=False`` (dx None, its work skipped).
 The math lives in ``minigan.ops``; a layer checks its input, calls the op and names the gradients.
 Parameter names, layouts, defaults and initialisation follow PyTorch.
 """
@@ -123,11 +124,11 @@ class Linear(Layer):
         y, cache = linear_forward(x.reshape(-1, self.in_features), params["weight"], params.get("bias"))
         return y.reshape(lead + (self.out_features,)), (cache, lead)
 
-    def apply_backward(self, params, dy, cache, param_grads):
+    def apply_backward(self, params, dy, cache, param_grads, input_grad=True):
         cache, lead = cache
         check_dout("Linear backward", dy, lead + (self.out_features,))
-        dx, dw, db = linear_backward(dy.reshape(-1, self.out_features), cache, param_grads)
-        return dx.reshape(lead + (self.in_features,)), _grads(weight=dw, bias=db)
+        dx, dw, db = linear_backward(dy.reshape(-1, self.out_features), cache, param_grads, input_grad)
+        return None if dx is None else dx.reshape(lead + (self.in_features,)), _grads(weight=dw, bias=db)
 
 
 def _init_affine(rng, w_shape, fan_in, n_bias, bias, dtype, scheme):
@@ -201,8 +202,8 @@ class Conv2d(Layer):
                                         f"kernel spans {span} but the padded input is only {padded}")
         return conv_ops.conv2d_forward(x, params["weight"], params.get("bias"), self.stride, self.pads, self.dilation)
 
-    def apply_backward(self, params, dy, cache, param_grads):
-        dx, dw, db = conv_ops.conv2d_backward(dy, cache, param_grads)
+    def apply_backward(self, params, dy, cache, param_grads, input_grad=True):
+        dx, dw, db = conv_ops.conv2d_backward(dy, cache, param_grads, input_grad)
         return dx, _grads(weight=dw, bias=db)
 
 
@@ -253,8 +254,8 @@ class ConvTranspose2d(Layer):
         return conv_ops.conv_transpose2d_forward(x, params["weight"], params.get("bias"), self.stride,
                                                  self.padding, self.dilation, self.output_padding)
 
-    def apply_backward(self, params, dy, cache, param_grads):
-        dx, dw, db = conv_ops.conv_transpose2d_backward(dy, cache, param_grads)
+    def apply_backward(self, params, dy, cache, param_grads, input_grad=True):
+        dx, dw, db = conv_ops.conv_transpose2d_backward(dy, cache, param_grads, input_grad)
         return dx, _grads(weight=dw, bias=db)
 
 
@@ -656,13 +657,28 @@ class Sequential(Layer):
             caches.append(cache)
         return x, caches
 
-    def apply_backward(self, params, dy, caches, param_grads):
-        grads = {}
-        for i in range(len(self.layers) - 1, -1, -1):
-            dy, g = self.layers[i].apply_backward(params[str(i)], dy, caches[i], param_grads)
+    def apply_backward(self, params, dy, caches, param_grads, input_grad=True):
+        """Layers from last to first.  ``input_grad=False``: the layers before the first one with
+        parameters are not run at all, and that one is asked to skip its input gradient when it
+        can (Linear, Conv2d, ConvTranspose2d, Sequential; any other layer computes it and it is
+        dropped); dx is then None."""
+        grads, first = {}, 0
+        if not input_grad:
+            first = next((i for i in range(len(self.layers)) if flatten_tree(params[str(i)])), len(self.layers))
+            if not param_grads:
+                first = len(self.layers)
+        for i in range(len(self.layers) - 1, first - 1, -1):
+            layer, args = self.layers[i], (params[str(i)], dy, caches[i], param_grads)
+            if i > first or input_grad:
+                dy, g = layer.apply_backward(*args)
+            elif isinstance(layer, _SKIPS_INPUT_GRAD):
+                dy, g = layer.apply_backward(*args, input_grad=False)
+            else:
+                dy, g = layer.apply_backward(*args)
+                dy = None
             if g:
                 grads[str(i)] = g
-        return dy, grads
+        return (dy if input_grad else None), grads
 
     def __repr__(self):
         body = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
@@ -703,9 +719,12 @@ class Sequential(Layer):
         """The output alone (eval mode by default): y = net(x)."""
         return self.forward(x, train=train)[0]
 
-    def backward(self, dy, tape, param_grads=True, grads=None):
+    def backward(self, dy, tape, param_grads=True, grads=None, input_grad=True):
         """-> (dx, grads).  ``param_grads=False`` computes dx only (no weight-gradient work);
-        ``grads`` (a dict from an earlier backward) is accumulated into in place and returned."""
+        ``input_grad=False`` computes the parameter gradients only and returns dx None (no work for
+        the gradient of the input, e.g. of real images or of z; as torch for a tensor without
+        requires_grad); ``grads`` (a dict from an earlier backward) is accumulated into in place
+        and returned."""
         if not isinstance(tape, Tape) or tape.owner != id(self):
             raise ValueError("Sequential.backward: the tape was not made by this network's forward")
         if tuple(dy.shape) != tape.out_shape:
@@ -714,7 +733,9 @@ class Sequential(Layer):
         if dy.dtype != self.dtype:
             raise TypeError(f"Sequential.backward: dy has dtype {dy.dtype}, but the network computes in "
                             f"{self.dtype}; gradients would silently change precision")
-        dx, nested = self.apply_backward(self.params, dy, tape.caches, param_grads)
+        if not (param_grads or input_grad):
+            raise ValueError("Sequential.backward: param_grads=False and input_grad=False leave nothing to compute")
+        dx, nested = self.apply_backward(self.params, dy, tape.caches, param_grads, input_grad)
         flat = flatten_tree(nested)
         new = {k: flat[k] for k in self._flat if k in flat}      # in parameter order
         if grads is None:
@@ -773,3 +794,7 @@ def _to_array(v):
     if hasattr(v, "detach") and hasattr(v, "cpu"):
         return v.detach().cpu().numpy()
     return v if hasattr(v, "dtype") and hasattr(v, "shape") else np.asarray(v)
+
+
+# layers whose apply_backward takes input_grad=False (skip the input gradient's work)
+_SKIPS_INPUT_GRAD = (Linear, Conv2d, ConvTranspose2d, Sequential)

@@ -22,18 +22,18 @@ def build(seed):
 
 
 def minigan_step(G, D, opt_g, opt_d, objective, real, z):
-    """The GAN step exactly as design.md writes it."""
+    """The GAN step as design.md writes it (and README shows it: input_grad=False where dx is unused)."""
     fake, g_tape = G.forward(z, train=True)
     logit_r, tape_r = D.forward(real, train=True)
     logit_f, tape_f = D.forward(fake, train=True)
     loss_d, dlogit_r, dlogit_f = objective.d_loss(logit_r, logit_f)
-    _, gD = D.backward(dlogit_r, tape_r)
-    _, gD = D.backward(dlogit_f, tape_f, grads=gD)
+    _, gD = D.backward(dlogit_r, tape_r, input_grad=False)
+    _, gD = D.backward(dlogit_f, tape_f, grads=gD, input_grad=False)
     opt_d.step(D.parameters(), gD)
     logit_g, tape_g = D.forward(fake, train=True)
     loss_g, dlogit_g = objective.g_loss(logit_g)
     dfake, _ = D.backward(dlogit_g, tape_g, param_grads=False)
-    _, gG = G.backward(dfake, g_tape)
+    _, gG = G.backward(dfake, g_tape, input_grad=False)
     opt_g.step(G.parameters(), gG)
     return float(loss_d), float(loss_g)
 

@@ -65,6 +65,23 @@ def test_torch_parity(kind, dtype, data, cpu_kernels):
     compare_with_torch(net, tnet, xs, train, TORCH_TOL[dtype], rng, reference)
 
 
+@pytest.mark.parametrize("kind", sorted(ALL_CASES))
+@given(data=st.data())
+def test_input_grad_false_gives_same_param_grads(kind, data, cpu_kernels):
+    """Skipping the input gradient (first layer) changes no parameter gradient, in any CPU path."""
+    net, shape = _net(data.draw(ALL_CASES[kind]), np.float64, 0)
+    if not net.parameters():
+        return
+    x = _input(np.random.default_rng(1), shape, np.float64)
+    y, tape = net.forward(x, train=True)
+    dy = np.random.default_rng(2).standard_normal(y.shape)
+    _, grads = net.backward(dy, tape)
+    dx, grads2 = net.backward(dy, tape, input_grad=False)
+    assert dx is None and list(grads2) == list(grads)
+    for k in grads:
+        np.testing.assert_array_equal(grads2[k], grads[k], err_msg=k)
+
+
 def test_param_grads_false_gives_same_dx_and_no_grads():
     net = minigan.Sequential(minigan.Conv2d(2, 3, 3, padding=1), minigan.BatchNorm2d(3), minigan.ReLU(),
                              minigan.Flatten(), minigan.Linear(3 * 16, 1), dtype=np.float64, seed=0)

@@ -168,3 +168,55 @@ def test_linear_accepts_leading_axes_and_repr():
     assert y.shape == (2, 4, 2) and net.backward(np.ones_like(y), tape)[0].shape == (2, 4, 3)
     assert "(0): Linear(3, 2)" in repr(net)
     assert net.num_parameters() == 8
+
+
+INPUT_GRAD_NETS = [
+    # (layers, input shape): the first layer with parameters is a conv, a transposed conv, a Linear
+    # behind parameter-free layers, a BatchNorm (computes dx, which is dropped) and a Residual
+    ([minigan.Conv2d(1, 4, 3, stride=2, padding=1), minigan.BatchNorm2d(4), minigan.LeakyReLU(0.2),
+      minigan.Flatten(), minigan.Linear(4 * 4 * 4, 1)], (3, 1, 8, 8)),
+    ([minigan.ConvTranspose2d(5, 3, 4, stride=2, padding=1, bias=False), minigan.ReLU(),
+      minigan.Conv2d(3, 2, 3)], (2, 5, 3, 3)),
+    ([minigan.Dropout(0.0), minigan.Reshape(12), minigan.Linear(12, 6), minigan.Tanh(), minigan.Linear(6, 2)],
+     (4, 3, 4)),
+    ([minigan.BatchNorm2d(2), minigan.Conv2d(2, 3, 1)], (3, 2, 4, 4)),
+    ([minigan.Residual([minigan.Conv2d(2, 2, 3, padding=1), minigan.ReLU()]), minigan.Flatten(),
+      minigan.Linear(2 * 16, 1)], (2, 2, 4, 4)),
+    ([minigan.Sequential(minigan.Linear(3, 4), minigan.ReLU(), _init=False), minigan.Linear(4, 1)], (5, 3)),
+]
+
+
+@pytest.mark.parametrize("layers,shape", INPUT_GRAD_NETS)
+def test_input_grad_false_gives_the_same_parameter_grads_and_no_dx(layers, shape):
+    net = minigan.Sequential(*layers, dtype=np.float64, seed=0)
+    x = np.random.default_rng(1).standard_normal(shape)
+    y, tape = net.forward(x, train=True)
+    dy = np.random.default_rng(2).standard_normal(y.shape)
+    dx, grads = net.backward(dy, tape)
+    none, grads2 = net.backward(dy, tape, input_grad=False)
+    assert dx.shape == x.shape and none is None
+    assert list(grads2) == list(grads) == list(net.parameters())
+    for k in grads:
+        np.testing.assert_array_equal(grads2[k], grads[k])
+    with pytest.raises(ValueError, match="nothing to compute"):
+        net.backward(dy, tape, param_grads=False, input_grad=False)
+
+
+def test_input_grad_false_skips_the_input_gradient_work(monkeypatch):
+    """The first conv's backward-data (GEMM + col2im) and the layers in front of it never run."""
+    from minigan.ops import conv as conv_ops
+
+    net = minigan.Sequential(minigan.Reshape(1, 8, 8), minigan.Conv2d(1, 4, 3, stride=2, padding=1),
+                             minigan.ReLU(), minigan.ConvTranspose2d(4, 2, 2, stride=2), dtype=np.float64, seed=0)
+    x = np.random.default_rng(1).standard_normal((2, 64))
+    y, tape = net.forward(x, train=True)
+
+    def forbidden(*a, **k):
+        raise AssertionError("col2im ran for an input gradient nobody asked for")
+
+    monkeypatch.setattr(conv_ops, "scatter_windows", forbidden)
+    monkeypatch.setattr(type(net.layers[0]), "apply_backward", forbidden)
+    dx, grads = net.backward(np.ones_like(y), tape, input_grad=False)
+    assert dx is None and list(grads) == ["1.weight", "1.bias", "3.weight", "3.bias"]
+    with pytest.raises(AssertionError, match="nobody asked"):
+        net.backward(np.ones_like(y), tape)

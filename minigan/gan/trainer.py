@@ -136,8 +136,8 @@ class Trainer:
             logit_r, tape_r = D.forward(self._d_input(real, labels), train=True)
             logit_f, tape_f = D.forward(self._d_input(fake, labels), train=True)
             loss_d, dlogit_r, dlogit_f = obj.d_loss(logit_r, logit_f)
-            _, gD = D.backward(dlogit_r, tape_r)
-            _, gD = D.backward(dlogit_f, tape_f, grads=gD)
+            _, gD = D.backward(dlogit_r, tape_r, input_grad=False)    # no gradient for the images
+            _, gD = D.backward(dlogit_f, tape_f, grads=gD, input_grad=False)
             del tape_r, tape_f              # consumed: free their caches now (dcgan32: peak 103 -> 86 MiB)
             norm_d = self._finish_grads("D", D, gD, loss_d)
             self.opt_d.step(D.parameters(), gD)
@@ -150,7 +150,7 @@ class Trainer:
         if r["conditional"]:
             dfake = dfake[:, :-10]
         dfake = dfake.reshape(fake.shape)
-        _, gG = G.backward(dfake, g_tape)
+        _, gG = G.backward(dfake, g_tape, input_grad=False)           # none for z
         norm_g = self._finish_grads("G", G, gG, loss_g)
         self.opt_g.step(G.parameters(), gG)
         for s in self.schedules:

@@ -246,12 +246,13 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation):
     return y, (x, w2, bias is not None, (kh, kw), stride, pads, dilation, out_hw)
 
 
-def conv2d_backward(dy, cache, param_grads=True):
+def conv2d_backward(dy, cache, param_grads=True, input_grad=True):
     """With dy2 = dy as (N*OH*OW, O):
         dcols = dy2 W2         -> dx = crop(col2im(dcols))       (backward-data)
         dW2   = dy2^T cols                                        (backward-filter)
         db    = sum_{n,oh,ow} dy
-    Returns (dx, dW, db); dW, db are None when ``param_grads`` is False.
+    Returns (dx, dW, db); dW, db are None when ``param_grads`` is False and dx is None when
+    ``input_grad`` is False (the work for them is skipped).
     """
     x, w2, has_bias, (kh, kw), stride, pads, dilation, out_hw = cache
     n, c, h, w = x.shape
@@ -259,17 +260,19 @@ def conv2d_backward(dy, cache, param_grads=True):
     check_dout("conv2d_backward", dy, (n, o) + tuple(out_hw))
     xp, rows, k = get_xp(dy), out_hw[0] * out_hw[1], kh * kw * c
     dy2 = nhwc(dy).reshape(-1, o)                                      # (N*OH*OW, O)
-    dx = xp.empty((n, h, w, c), dtype=dy.dtype)                        # (N, H, W, C)
+    dx = xp.empty((n, h, w, c), dtype=dy.dtype) if input_grad else None  # (N, H, W, C)
     dw2 = None
     for s, e in batch_chunks(n, rows * k * dy.itemsize, dy):
         dy_part = dy2[s * rows:e * rows]
-        dcols = xp.matmul(dy_part, w2, out=column_buffer(((e - s) * rows, k), dy))
-        scatter_windows(dcols.reshape(e - s, *out_hw, kh, kw, c), (h, w), stride, dilation, pads, out=dx[s:e])
+        if input_grad:
+            dcols = xp.matmul(dy_part, w2, out=column_buffer(((e - s) * rows, k), dy))
+            scatter_windows(dcols.reshape(e - s, *out_hw, kh, kw, c), (h, w), stride, dilation, pads, out=dx[s:e])
         if param_grads:                                                # columns as in forward; dcols is dead
             cols = gather_windows(x[s:e], (kh, kw), stride, dilation, pads, out_hw,
                                   out=column_buffer(((e - s) * rows, k), x))
             dw2 = _accumulate(dw2, dy_part.T @ cols)                  # (O, KH*KW*C)
-    dx = dx.transpose(0, 3, 1, 2)                                      # (N, C, H, W) view
+    if input_grad:
+        dx = dx.transpose(0, 3, 1, 2)                                  # (N, C, H, W) view
     if not param_grads:
         return dx, None, None
     dbias = accurate_sum(dy2, 0) if has_bias else None
@@ -300,25 +303,29 @@ def conv_transpose2d_forward(x, weight, bias, stride, padding, dilation, output_
     return y.transpose(0, 3, 1, 2), (x2, w2, bias is not None, x.shape, (kh, kw), stride, pads, dilation, out_hw)
 
 
-def conv_transpose2d_backward(dy, cache, param_grads=True):
+def conv_transpose2d_backward(dy, cache, param_grads=True, input_grad=True):
     """With dcols = im2col(pad(dy)) as (N*H*W, KH*KW*Co) (a convolution of dy):
         dx2 = dcols W2^T;   dW2 = x2^T dcols;   db = sum_{n,oh,ow} dy
-    Returns (dx, dW, db); dW, db are None when ``param_grads`` is False.
+    Returns (dx, dW, db); dW, db are None when ``param_grads`` is False and dx is None when
+    ``input_grad`` is False (the work for them is skipped).
     """
     x2, w2, has_bias, x_shape, (kh, kw), stride, pads, dilation, out_hw = cache
     n, ci, h, w = x_shape
     co = w2.shape[1] // (kh * kw)
     check_dout("conv_transpose2d_backward", dy, (n, co) + tuple(out_hw))
     xp, rows, k = get_xp(dy), h * w, kh * kw * co
-    dx2 = xp.empty((n * rows, ci), dtype=dy.dtype)                     # (N*H*W, Ci)
+    dx2 = xp.empty((n * rows, ci), dtype=dy.dtype) if input_grad else None   # (N*H*W, Ci)
     dw2 = None
     for s, e in batch_chunks(n, rows * k * dy.itemsize, dy):
+        if not (input_grad or param_grads):
+            break
         dcols = gather_windows(dy[s:e], (kh, kw), stride, dilation, pads, (h, w),
                                out=column_buffer(((e - s) * rows, k), dy))      # (n*H*W, KH*KW*Co)
-        xp.matmul(dcols, w2.T, out=dx2[s * rows:e * rows])
+        if input_grad:
+            xp.matmul(dcols, w2.T, out=dx2[s * rows:e * rows])
         if param_grads:
             dw2 = _accumulate(dw2, x2[s * rows:e * rows].T @ dcols)   # (Ci, KH*KW*Co)
-    dx = dx2.reshape(n, h, w, ci).transpose(0, 3, 1, 2)                # (N, Ci, H, W) view
+    dx = dx2.reshape(n, h, w, ci).transpose(0, 3, 1, 2) if input_grad else None   # (N, Ci, H, W) view
     if not param_grads:
         return dx, None, None
     dbias = accurate_sum(dy, (0, 2, 3)) if has_bias else None

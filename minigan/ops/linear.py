@@ -10,15 +10,15 @@ def linear_forward(x, weight, bias=None):
     return y, (x, weight, bias is not None)
 
 
-def linear_backward(dy, cache, param_grads=True):
+def linear_backward(dy, cache, param_grads=True, input_grad=True):
     """dx = dy W;   dW = dy^T x;   db = sum_n dy.
 
-    Returns (dx, dW, db); dW and db are None when ``param_grads`` is False (no work is done for
-    them) and db is None when the forward had no bias.
+    Returns (dx, dW, db); dW and db are None when ``param_grads`` is False, dx is None when
+    ``input_grad`` is False (no work is done for them), and db is None when the forward had no bias.
     """
     x, weight, has_bias = cache
     check_dout("linear_backward", dy, (x.shape[0], weight.shape[0]))
-    dx = dy @ weight                                   # (N, I)
+    dx = dy @ weight if input_grad else None           # (N, I)
     if not param_grads:
         return dx, None, None
     dweight = dy.T @ x                                 # (O, I)
