@@ -33,6 +33,7 @@ class Optimizer:
         unknown = [k for k in grads if k not in params]
         if unknown:
             raise KeyError(f"{type(self).__name__}.step: gradients for unknown parameters {unknown}")
+        items = []
         for name, p in params.items():
             g = grads.get(name)
             if g is None:
@@ -40,7 +41,13 @@ class Optimizer:
             if g.shape != p.shape:
                 raise ValueError(f"{type(self).__name__}.step: gradient of {name!r} has shape {tuple(g.shape)}, "
                                  f"parameter has {tuple(p.shape)}")
-            self._update(name, p, g, self.state.setdefault(name, {}))
+            items.append((name, p, g, self.state.setdefault(name, {})))
+        self._update_all(items)
+
+    def _update_all(self, items):
+        """[(name, p, g, state), ...] of one step, all checked; a subclass may update them together."""
+        for name, p, g, st in items:
+            self._update(name, p, g, st)
 
     def _update(self, name, p, g, st):
         raise NotImplementedError
