@@ -140,6 +140,28 @@ def time_both(args):
     return batch, statistics.median(tm), statistics.median(tt)
 
 
+def count_launches(args):
+    """CUDA kernels launched per step by each library, counted with torch.profiler (CUPTI sees
+    every kernel of the process, CuPy's included).  UNVERIFIED: written without a GPU."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    G, D, z, real, _ = build(args.workload, args.backend, args.batch)
+    counts = {}
+    for name, fn in (("minigan", minigan_step_fn(G, D, z, real)), ("torch", torch_step_fn(G, D, z, real, "cuda"))):
+        fn()
+        torch.cuda.synchronize()
+        import cupy
+        cupy.cuda.get_current_device().synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(3):
+                fn()
+            cupy.cuda.get_current_device().synchronize()
+            torch.cuda.synchronize()
+        kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        counts[name] = len(kernels) / 3
+    print(f"kernel launches per step: minigan {counts['minigan']:.0f}   torch {counts['torch']:.0f}")
+
+
 def memory_child(args):
     """Run in a subprocess: build one library's step, report its peak memory growth in bytes.
 
@@ -206,6 +228,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--steps-per-repeat", type=int, default=3)
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--count-launches", action="store_true", help="cupy only: CUDA kernels per step of each")
     ap.add_argument("--memory-child", choices=["minigan", "torch"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
@@ -217,6 +240,8 @@ def main():
           f"threads {torch.get_num_threads()}, median of {args.repeats} x {args.steps_per_repeat} steps, "
           f"numba kernels {'on' if args.backend == 'numpy' and _numba.enabled() else 'off'}")
     print(f"minigan {ms:9.2f} ms/step   torch {tms:9.2f} ms/step   ratio minigan/torch {ms / tms:.2f}")
+    if args.count_launches and args.backend == "cupy":
+        count_launches(args)
     if not args.no_memory:
         pm, pt = measure_memory(args, "minigan"), measure_memory(args, "torch")
         print(f"peak memory growth: minigan {pm / 2**20:.1f} MiB   torch {pt / 2**20:.1f} MiB   ratio {pm / max(pt, 1):.2f}")
