@@ -112,6 +112,14 @@ def torch_step_fn(G, D, z, real, device):
     return step
 
 
+def set_tf32(on):
+    """Same arithmetic for both: torch's cuDNN convolutions use TF32 by default on Ampere and later
+    (torch.backends.cudnn.allow_tf32), cupy's matmul only with CUPY_TF32=1.  Call before any GPU work."""
+    import torch
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = bool(on)
+    os.environ["CUPY_TF32"] = "1" if on else "0"
+
+
 def syncs(backend):
     if backend == "cupy":
         import cupy
@@ -157,9 +165,11 @@ def count_launches(args):
                 fn()
             cupy.cuda.get_current_device().synchronize()
             torch.cuda.synchronize()
-        kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
-        counts[name] = len(kernels) / 3
-    print(f"kernel launches per step: minigan {counts['minigan']:.0f}   torch {counts['torch']:.0f}")
+        events = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        copies = [e for e in events if e.name.lower().startswith(("memcpy", "memset"))]
+        counts[name] = ((len(events) - len(copies)) / 3, len(copies) / 3)
+    print(f"CUDA kernels per step: minigan {counts['minigan'][0]:.0f}   torch {counts['torch'][0]:.0f}   "
+          f"(memcpy/memset per step: minigan {counts['minigan'][1]:.0f}   torch {counts['torch'][1]:.0f})")
 
 
 def memory_child(args):
@@ -215,7 +225,8 @@ def _reset_peak_rss():
 
 def measure_memory(args, which):
     cmd = [sys.executable, os.path.abspath(__file__), "--workload", args.workload, "--backend", args.backend,
-           "--memory-child", which] + (["--batch", str(args.batch)] if args.batch else [])
+           "--memory-child", which] + (["--batch", str(args.batch)] if args.batch else []) + \
+        (["--tf32"] if args.tf32 else [])
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
     return json.loads(out)["peak"]
 
@@ -228,17 +239,23 @@ def main():
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--steps-per-repeat", type=int, default=3)
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--tf32", action="store_true", help="cupy: let both libraries use TF32 tensor cores "
+                    "(default: off for both, so both compute in IEEE float32; torch's cuDNN default is on)")
     ap.add_argument("--count-launches", action="store_true", help="cupy only: CUDA kernels per step of each")
     ap.add_argument("--memory-child", choices=["minigan", "torch"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
+        if args.backend == "cupy":
+            set_tf32(args.tf32)
         return memory_child(args)
     import torch
+    set_tf32(args.tf32)
     batch, ms, tms = time_both(args)
     device = platform.machine() + " CPU" if args.backend == "numpy" else torch.cuda.get_device_name()
     print(f"# {args.workload}, batch {batch}, float32, {device}, numpy {np.__version__}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, median of {args.repeats} x {args.steps_per_repeat} steps, "
-          f"numba kernels {'on' if args.backend == 'numpy' and _numba.enabled() else 'off'}")
+          f"numba kernels {'on' if args.backend == 'numpy' and _numba.enabled() else 'off'}"
+          + (f", TF32 {'on' if args.tf32 else 'off'} for both (cuDNN/cuBLAS)" if args.backend == "cupy" else ""))
     print(f"minigan {ms:9.2f} ms/step   torch {tms:9.2f} ms/step   ratio minigan/torch {ms / tms:.2f}")
     if args.count_launches and args.backend == "cupy":
         count_launches(args)

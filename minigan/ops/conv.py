@@ -72,7 +72,8 @@ def col2im(cols, padded_hw, stride, dilation):
 # elements (vs runs of OW strided ones in NCHW) and turns col2im into KH*KW strided adds whose
 # inner loop is a contiguous run of C, which measured 1.5-3x faster for each on the CPU here.
 # The column matrix is cols (N*OH*OW, KH*KW*C); weights are re-ordered to (O, KH*KW*C) once per
-# call (a small copy).
+# call (a small copy).  Every GEMM here is an ``xp.matmul`` call (benchmarks/gemm_rate.py wraps
+# that function to count and time the convolutions' GEMMs).
 
 def nhwc(x):
     """x (N, C, H, W) as a C-contiguous (N, H, W, C) array: a free view when x is already
@@ -270,7 +271,7 @@ def conv2d_backward(dy, cache, param_grads=True, input_grad=True):
         if param_grads:                                                # columns as in forward; dcols is dead
             cols = gather_windows(x[s:e], (kh, kw), stride, dilation, pads, out_hw,
                                   out=column_buffer(((e - s) * rows, k), x))
-            dw2 = _accumulate(dw2, dy_part.T @ cols)                  # (O, KH*KW*C)
+            dw2 = _accumulate(dw2, xp.matmul(dy_part.T, cols))       # (O, KH*KW*C)
     if input_grad:
         dx = dx.transpose(0, 3, 1, 2)                                  # (N, C, H, W) view
     if not param_grads:
@@ -324,7 +325,7 @@ def conv_transpose2d_backward(dy, cache, param_grads=True, input_grad=True):
         if input_grad:
             xp.matmul(dcols, w2.T, out=dx2[s * rows:e * rows])
         if param_grads:
-            dw2 = _accumulate(dw2, x2[s * rows:e * rows].T @ dcols)   # (Ci, KH*KW*Co)
+            dw2 = _accumulate(dw2, xp.matmul(x2[s * rows:e * rows].T, dcols))   # (Ci, KH*KW*Co)
     dx = dx2.reshape(n, h, w, ci).transpose(0, 3, 1, 2) if input_grad else None   # (N, Ci, H, W) view
     if not param_grads:
         return dx, None, None
