@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Every GPU check that issue #6 still owes, in TWO calls of the device tool (about 4-6 minutes each).
+#
+# Here, before the calls (the device gets a copy of the working tree, not the git history, and not
+# the ../shared beside it):
+#     git checkout cupy-kernels            # or main: the plain CuPy paths alone
+#     mkdir -p .gpu_carry/shared/data && cp -r ../shared/data/mnist .gpu_carry/shared/data/
+#     grep -qx '/.gpu_carry/' .git/info/exclude || echo /.gpu_carry/ >> .git/info/exclude
+# Then two device runs, each with carry [".gpu_carry"] and timeout 600:
+#     bash benchmarks/gpu_session.sh tests     # install, NVRTC compile check, tests/test_cupy.py, gradcheck
+#     bash benchmarks/gpu_session.sh bench     # gan_step (3 workloads), gemm_rate, ops, dcgan-mnist training
+# What comes back ($OUT, at most 8 files): summary-PART.txt (every section's command, tail and exit
+# status), logs-PART.tar.gz (the whole logs) and, for bench, dcgan_mnist_samples.png.  Each section
+# is independent: a failing one is logged with its exit status and the script goes on.  On the
+# cupy-kernels branch every check runs twice: fused kernels on, and MINIGAN_CUPY_KERNELS=0 (the
+# plain xp code, which is what main runs).
+set -u
+part=${1:?usage: gpu_session.sh tests|bench}
+out=${OUT:-gpu_session_out}
+logs=$(mktemp -d)
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 MINIGAN_SHARED=${MINIGAN_SHARED:-$PWD/.gpu_carry/shared}
+summary="$out/summary-$part.txt"
+: > "$summary"
+
+section() {   # section NAME TIMEOUT_S COMMAND...: run; keep the whole log; print and keep its tail
+    local name=$1 limit=$2
+    shift 2
+    echo "=== $name: $*" | tee -a "$summary"
+    local t0=$SECONDS
+    timeout "$limit" "$@" > "$logs/$name.log" 2>&1
+    local rc=$?
+    tail -n "${TAIL:-12}" "$logs/$name.log" | tee -a "$summary"
+    echo "--- $name: exit $rc, $((SECONDS - t0)) s" | tee -a "$summary"
+}
+
+fused=0
+[ -f minigan/ops/_cupy.py ] && fused=1
+plain() {     # plain NAME TIMEOUT_S COMMAND...: the same section with the fused kernels off
+    local name=$1 limit=$2
+    shift 2
+    [ $fused = 1 ] && section "${name}_plain" "$limit" env MINIGAN_CUPY_KERNELS=0 "$@"
+}
+
+python3 -m pip install -q --no-deps --no-build-isolation -e . > "$logs/install.log" 2>&1 || cat "$logs/install.log"
+
+if [ "$part" = tests ]; then
+    section versions 60 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv;
+        python3 -c "import sys, numpy, cupy, torch; print(sys.version.split()[0], \"numpy\", numpy.__version__,
+        \"cupy\", cupy.__version__, \"torch\", torch.__version__, torch.cuda.get_device_name())"'
+    [ -f tools/nvrtc_check.py ] && section nvrtc 120 python3 tools/nvrtc_check.py
+    TAIL=30 section tests 300 python3 -m pytest -q -rs --maxfail=20 -p no:cacheprovider tests/test_cupy.py
+    TAIL=30 plain tests 200 python3 -m pytest -q -rs --maxfail=20 -p no:cacheprovider tests/test_cupy.py
+    section gradcheck 120 python3 -m minigan gradcheck --backend cupy
+elif [ "$part" = bench ]; then
+    for w in mlp dcgan32; do
+        section "step_$w" 120 python3 benchmarks/gan_step.py --workload $w --backend cupy --count-launches
+        plain "step_$w" 90 python3 benchmarks/gan_step.py --workload $w --backend cupy --count-launches --no-memory
+    done
+    section step_dcgan64 150 python3 benchmarks/gan_step.py --workload dcgan64 --backend cupy --batch 128 --count-launches
+    plain step_dcgan64 120 python3 benchmarks/gan_step.py --workload dcgan64 --backend cupy --batch 128 --no-memory
+    TAIL=16 section gemm_rate 120 python3 benchmarks/gemm_rate.py --backend cupy --workload dcgan32 --batch 1024
+    section step_dcgan32_b1024 120 python3 benchmarks/gan_step.py --workload dcgan32 --backend cupy --batch 1024 --no-memory
+    TAIL=22 section ops 120 python3 benchmarks/ops.py --backend cupy
+    section train_mnist 200 python3 -m minigan train --preset dcgan-mnist --backend cupy --steps 300 --quiet \
+        --data-dir "$MINIGAN_SHARED/data/mnist" --out "$logs/dcgan_mnist"
+    cp "$logs/dcgan_mnist/samples.png" "$out/dcgan_mnist_samples.png" 2>/dev/null
+    tail -n 3 "$logs/dcgan_mnist/log.jsonl" >> "$summary" 2>/dev/null
+else
+    echo "unknown part $part: tests or bench" >&2
+    exit 2
+fi
+tar -czf "$out/logs-$part.tar.gz" -C "$logs" . && echo "done; whole logs in logs-$part.tar.gz" | tee -a "$summary"
