@@ -144,3 +144,18 @@ def test_wasserstein_weight_clipping(tmp_path):
     t.run(progress=False)
     assert all(np.abs(p).max() <= 0.01 for p in t.D.parameters().values())
     assert trainer_mod.LOG == "log.jsonl"
+
+
+def test_sampling_net_carries_the_ema_weights_and_is_refilled(tmp_path):
+    t = Trainer("ring8", seed=0, steps=3, batch_size=16, ema=0.9, sample_every=0, checkpoint_every=0)
+    t.run(progress=False)
+    net = t.sampling_net()
+    for k, v in net.parameters().items():
+        np.testing.assert_array_equal(v, t.ema[k])
+    assert not all(np.array_equal(v, t.G.parameters()[k]) for k, v in net.parameters().items())
+    t.run(5, progress=False)
+    again = t.sampling_net()
+    assert again is net
+    for k, v in again.parameters().items():
+        np.testing.assert_array_equal(v, t.ema[k])
+    np.testing.assert_array_equal(t.sample(7, seed=1), t.sample(7, seed=1))

@@ -60,6 +60,7 @@ class Trainer:
         self.opt_d = optim.Adam(r["lr_d"], tuple(r["betas_d"]), weight_decay=r["l2"])
         self.schedules = [self._schedule(o) for o in (self.opt_g, self.opt_d)]
         self.ema = {k: v.copy() for k, v in self.G.parameters().items()} if r["ema"] else None
+        self._ema_net = None                  # sampling_net's G with the EMA weights, built on first use
         self.rng = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(1)[0])
         self.step = 0
         self.dtype = np.dtype(r["dtype"])
@@ -225,13 +226,14 @@ class Trainer:
 
     # ---------------------------------------------------------------- sampling
     def sampling_net(self):
-        """G with the EMA weights (if any) and G's BatchNorm statistics, for eval-mode sampling."""
+        """G with the EMA weights (if any) and G's BatchNorm statistics, for eval-mode sampling.
+        With EMA, one net is built on the first call and refilled from G and the EMA on each call."""
         if self.ema is None:
             return self.G
-        Gs, _ = build_nets(self.preset, self.recipe, self.seed)
-        Gs.to(self.backend)
-        Gs.load_state_dict({**self.G.state_dict(), **{k: v for k, v in self.ema.items()}})
-        return Gs
+        if self._ema_net is None:
+            self._ema_net = build_nets(self.preset, self.recipe, self.seed)[0].to(self.backend)
+        self._ema_net.load_state_dict({**self.G.state_dict(), **self.ema})
+        return self._ema_net
 
     def sample(self, n, labels=None, seed=None):
         """n samples (host numpy) from the sampling net in eval mode; noise from ``seed``
