@@ -7,7 +7,8 @@ Adam 2e-4, betas (0.5, 0.999), float32), minigan against the identical PyTorch s
 Timing: both steps run alternately (warm-up excluded); each repeat times --steps-per-repeat steps;
 the median over repeats is reported, with the ratio minigan/torch.  Memory: each library's step
 runs in a fresh subprocess; CPU: the peak RSS during its first three steps above the RSS before
-them (activations, gradients, caches and the optimizer state that the steps create); GPU: cupy's
+them (activations, gradients, caches and the optimizer state that the steps create), with glibc's
+mmap threshold fixed at 128 KiB so that freed blocks leave RSS (see measure_memory); GPU: cupy's
 memory-pool high-water mark vs torch.cuda.max_memory_allocated.
 """
 import argparse
@@ -227,7 +228,13 @@ def measure_memory(args, which):
     cmd = [sys.executable, os.path.abspath(__file__), "--workload", args.workload, "--backend", args.backend,
            "--memory-child", which] + (["--batch", str(args.batch)] if args.batch else []) + \
         (["--tf32"] if args.tf32 else [])
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    # glibc's malloc raises its mmap threshold after large blocks are freed (up to 32 MiB), and then
+    # serves later ones from freed heap pages that RSS already counts: the growth measured depended on
+    # what the warm-up had freed (torch's mlp figure ranged 11-32 MiB).  A fixed threshold gives every
+    # block >= 128 KiB its own mapping, returned on free, so the peak RSS growth is the peak of live
+    # memory (repeated runs agree to 1 %), the same rule for both libraries.
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout.strip().splitlines()[-1]
     return json.loads(out)["peak"]
 
 
