@@ -73,15 +73,14 @@ def minigan_step_fn(G, D, z, real):
         logit_r, tape_r = D.forward(real, train=True)
         logit_f, tape_f = D.forward(fake, train=True)
         loss_d, dlogit_r, dlogit_f = objective.d_loss(logit_r, logit_f)
-        _, gD = D.backward(dlogit_r, tape_r, input_grad=False)    # no gradient for the images
-        _, gD = D.backward(dlogit_f, tape_f, grads=gD, input_grad=False)
-        del tape_r, tape_f       # consumed tapes are freed, as torch frees its graph after backward()
+        # free_tape: each cache is released as soon as it is used, as torch frees its graph
+        _, gD = D.backward(dlogit_r, tape_r, input_grad=False, free_tape=True)   # no grad for images
+        _, gD = D.backward(dlogit_f, tape_f, grads=gD, input_grad=False, free_tape=True)
         opt_d.step(D.parameters(), gD)
         logit_g, tape_g = D.forward(fake, train=True)
         loss_g, dlogit_g = objective.g_loss(logit_g)
-        dfake, _ = D.backward(dlogit_g, tape_g, param_grads=False)
-        del tape_g
-        _, gG = G.backward(dfake, g_tape, input_grad=False)           # none for z
+        dfake, _ = D.backward(dlogit_g, tape_g, param_grads=False, free_tape=True)
+        _, gG = G.backward(dfake, g_tape, input_grad=False, free_tape=True)   # none for z
         opt_g.step(G.parameters(), gG)
     return step
 

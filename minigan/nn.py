@@ -611,6 +611,9 @@ class Tape(NamedTuple):
     out_shape: tuple
 
 
+_FREED = object()   # a cache entry released by backward(free_tape=True)
+
+
 class Sequential(Layer):
     """A chain of layers that owns their arrays.
 
@@ -657,11 +660,12 @@ class Sequential(Layer):
             caches.append(cache)
         return x, caches
 
-    def apply_backward(self, params, dy, caches, param_grads, input_grad=True):
+    def apply_backward(self, params, dy, caches, param_grads, input_grad=True, free_caches=False):
         """Layers from last to first.  ``input_grad=False``: the layers before the first one with
         parameters are not run at all, and that one is asked to skip its input gradient when it
         can (Linear, Conv2d, ConvTranspose2d, Sequential; any other layer computes it and it is
-        dropped); dx is then None."""
+        dropped); dx is then None.  ``free_caches``: each entry of ``caches`` is released as soon
+        as its layer's backward has run (the list is changed in place)."""
         grads, first = {}, 0
         if not input_grad:
             first = next((i for i in range(len(self.layers)) if flatten_tree(params[str(i)])), len(self.layers))
@@ -676,8 +680,12 @@ class Sequential(Layer):
             else:
                 dy, g = layer.apply_backward(*args)
                 dy = None
+            if free_caches:
+                caches[i] = _FREED
             if g:
                 grads[str(i)] = g
+        if free_caches:
+            caches[:] = [_FREED] * len(caches)
         return (dy if input_grad else None), grads
 
     def __repr__(self):
@@ -719,14 +727,19 @@ class Sequential(Layer):
         """The output alone (eval mode by default): y = net(x)."""
         return self.forward(x, train=train)[0]
 
-    def backward(self, dy, tape, param_grads=True, grads=None, input_grad=True):
+    def backward(self, dy, tape, param_grads=True, grads=None, input_grad=True, free_tape=False):
         """-> (dx, grads).  ``param_grads=False`` computes dx only (no weight-gradient work);
         ``input_grad=False`` computes the parameter gradients only and returns dx None (no work for
         the gradient of the input, e.g. of real images or of z; as torch for a tensor without
         requires_grad); ``grads`` (a dict from an earlier backward) is accumulated into in place
-        and returned."""
+        and returned.  ``free_tape=True`` releases each layer's cache as soon as its backward has
+        run, which lowers the peak memory (as torch frees its graph during backward unless
+        retain_graph); the tape cannot be used again."""
         if not isinstance(tape, Tape) or tape.owner != id(self):
             raise ValueError("Sequential.backward: the tape was not made by this network's forward")
+        if any(c is _FREED for c in tape.caches):
+            raise ValueError("Sequential.backward: this tape was freed by an earlier backward(free_tape=True); "
+                             "run the forward again, or keep the tape with free_tape=False")
         if tuple(dy.shape) != tape.out_shape:
             raise ValueError(f"Sequential.backward: dy has shape {tuple(dy.shape)}, but the forward output "
                              f"had shape {tape.out_shape}")
@@ -735,7 +748,7 @@ class Sequential(Layer):
                             f"{self.dtype}; gradients would silently change precision")
         if not (param_grads or input_grad):
             raise ValueError("Sequential.backward: param_grads=False and input_grad=False leave nothing to compute")
-        dx, nested = self.apply_backward(self.params, dy, tape.caches, param_grads, input_grad)
+        dx, nested = self.apply_backward(self.params, dy, tape.caches, param_grads, input_grad, free_tape)
         flat = flatten_tree(nested)
         new = {k: flat[k] for k in self._flat if k in flat}      # in parameter order
         if grads is None:

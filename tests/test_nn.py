@@ -220,3 +220,46 @@ def test_input_grad_false_skips_the_input_gradient_work(monkeypatch):
     assert dx is None and list(grads) == ["1.weight", "1.bias", "3.weight", "3.bias"]
     with pytest.raises(AssertionError, match="nobody asked"):
         net.backward(np.ones_like(y), tape)
+
+
+class _Probe(minigan.nn.Layer):
+    """Identity whose cache is a fresh object; its backward records which probes' caches are still alive."""
+
+    def __init__(self, refs, seen):
+        self.refs, self.seen = refs, seen
+
+    def init(self, rng, dtype, scheme="torch"):
+        return {}, {}
+
+    def apply(self, params, state, x, train, rng):
+        import weakref
+
+        class Marker:
+            pass
+        marker = Marker()
+        self.refs.append(weakref.ref(marker))
+        return x, marker
+
+    def apply_backward(self, params, dy, cache, param_grads):
+        self.seen.append([r() is not None for r in self.refs])
+        return dy, {}
+
+
+def test_free_tape_releases_each_cache_during_the_backward_and_gives_the_same_grads():
+    refs, seen = [], []
+    layers = [_Probe(refs, seen), minigan.Linear(3, 4), minigan.ReLU(), _Probe(refs, seen), minigan.Linear(4, 2)]
+    net = minigan.Sequential(*layers, dtype=np.float64, seed=0)
+    x = np.random.default_rng(0).standard_normal((5, 3))
+    y, tape = net.forward(x, train=True)
+    dy = np.random.default_rng(1).standard_normal(y.shape)
+    dx, grads = net.backward(dy, tape)                   # kept: both caches alive throughout
+    assert seen == [[True, True], [True, True]]
+    seen.clear()
+    dx2, grads2 = net.backward(dy, tape, free_tape=True)
+    assert seen == [[True, True], [True, False]]         # the later probe's cache is gone by the first's turn
+    np.testing.assert_array_equal(dx2, dx)
+    for k in grads:
+        np.testing.assert_array_equal(grads2[k], grads[k])
+    assert all(r() is None for r in refs)
+    with pytest.raises(ValueError, match="freed by an earlier backward"):
+        net.backward(dy, tape)
