@@ -187,11 +187,14 @@ def scatter_windows(cols, hw, stride, dilation, pads, out=None):
 
 # The batch is processed in chunks whose column matrix takes at most about COLUMN_BYTES (numpy
 # only; one chunk on cupy, where large GEMMs and few launches matter), which bounds the scratch
-# buffer.  Measured on the 2-core CPU: chunks of 1-8 MiB made the dcgan32 step 2-10 % slower
-# (smaller GEMMs) and 4-16 MiB made dcgan64 (batch 128) 8-35 % slower; from 32 MiB on the time is
-# that of one chunk (dcgan64: 2242 / 2216 / 2269 ms for 32 MiB / 64 MiB / unchunked), while the
-# scratch buffer for dcgan64 shrinks from 134 MiB to 32 MiB.
-COLUMN_BYTES = 32 << 20
+# buffer: the one piece of memory an im2col convolution needs beyond torch's direct (oneDNN) ones.
+# Measured on the 2-core CPU (session 3, alternating in one process, both orders): 8 MiB instead of
+# 32 MiB changed the dcgan32 step by -2..+1 % and dcgan64 (batch 128) by +1..+4 %, within the noise
+# (the GEMMs run at the same rate for M = 512..4096 rows); the peak memory drops by the scratch
+# saved: dcgan32 79.6 -> 68.2 MiB (torch 74), dcgan64 429 -> 402 MiB (torch 524).  (Session 2 had
+# measured chunks below 32 MiB as 2-35 % slower: those runs had each chunk's dW product in a fresh
+# array and one fixed order of the compared settings, which itself moved the result by ~10 %.)
+COLUMN_BYTES = 8 << 20
 
 
 def batch_chunks(n, bytes_per_sample, like):
@@ -202,12 +205,16 @@ def batch_chunks(n, bytes_per_sample, like):
     return [(s, min(n, s + per)) for s in range(0, n, per)]
 
 
-def _accumulate(total, part):
-    """total + part, in place after the first chunk (the weight-gradient sum over chunks)."""
+def _accumulate_matmul(total, part, a, b):
+    """total + a @ b summed over the batch chunks -> (total, part).  The first chunk's product is
+    the total; later ones go through ``part``, one reused array (fresh multi-MB products would pay
+    their page faults on every chunk), and are added in place."""
+    xp = get_xp(a)
     if total is None:
-        return part
-    get_xp(part).add(total, part, out=total)
-    return total
+        return xp.matmul(a, b), None
+    part = xp.matmul(a, b, out=part)
+    xp.add(total, part, out=total)
+    return total, part
 
 
 def _weight_rows(weight):
@@ -265,7 +272,7 @@ def conv2d_backward(dy, cache, param_grads=True, input_grad=True):
     dy2 = nhwc(dy).reshape(-1, o)                                      # (N*OH*OW, O)
     dx = xp.empty((n, h, w, c), dtype=dy.dtype) if input_grad else None  # (N, H, W, C)
     w2 = _weight_rows(weight) if input_grad else None                  # (O, KH*KW*C)
-    dw2 = None
+    dw2 = part = None
     for s, e in batch_chunks(n, rows * k * dy.itemsize, dy):
         dy_part = dy2[s * rows:e * rows]
         if input_grad:
@@ -274,7 +281,7 @@ def conv2d_backward(dy, cache, param_grads=True, input_grad=True):
         if param_grads:                                                # columns as in forward; dcols is dead
             cols = gather_windows(x[s:e], (kh, kw), stride, dilation, pads, out_hw,
                                   out=column_buffer(((e - s) * rows, k), x))
-            dw2 = _accumulate(dw2, xp.matmul(dy_part.T, cols))       # (O, KH*KW*C)
+            dw2, part = _accumulate_matmul(dw2, part, dy_part.T, cols)   # (O, KH*KW*C)
     if input_grad:
         dx = dx.transpose(0, 3, 1, 2)                                  # (N, C, H, W) view
     if not param_grads:
@@ -321,7 +328,7 @@ def conv_transpose2d_backward(dy, cache, param_grads=True, input_grad=True):
     xp, rows, k = get_xp(dy), h * w, kh * kw * co
     dx2 = xp.empty((n * rows, ci), dtype=dy.dtype) if input_grad else None   # (N*H*W, Ci)
     w2 = _weight_rows(weight) if input_grad else None                  # (Ci, KH*KW*Co)
-    dw2 = None
+    dw2 = part = None
     for s, e in batch_chunks(n, rows * k * dy.itemsize, dy):
         if not (input_grad or param_grads):
             break
@@ -330,7 +337,7 @@ def conv_transpose2d_backward(dy, cache, param_grads=True, input_grad=True):
         if input_grad:
             xp.matmul(dcols, w2.T, out=dx2[s * rows:e * rows])
         if param_grads:
-            dw2 = _accumulate(dw2, xp.matmul(x2[s * rows:e * rows].T, dcols))   # (Ci, KH*KW*Co)
+            dw2, part = _accumulate_matmul(dw2, part, x2[s * rows:e * rows].T, dcols)   # (Ci, KH*KW*Co)
     dx = dx2.reshape(n, h, w, ci).transpose(0, 3, 1, 2) if input_grad else None   # (N, Ci, H, W) view
     if not param_grads:
         return dx, None, None
