@@ -329,9 +329,7 @@ def conv_transpose2d_backward(dy, cache, param_grads=True, input_grad=True):
     dx2 = xp.empty((n * rows, ci), dtype=dy.dtype) if input_grad else None   # (N*H*W, Ci)
     w2 = _weight_rows(weight) if input_grad else None                  # (Ci, KH*KW*Co)
     dw2 = part = None
-    for s, e in batch_chunks(n, rows * k * dy.itemsize, dy):
-        if not (input_grad or param_grads):
-            break
+    for s, e in batch_chunks(n, rows * k * dy.itemsize, dy) if input_grad or param_grads else ():
         dcols = gather_windows(dy[s:e], (kh, kw), stride, dilation, pads, (h, w),
                                out=column_buffer(((e - s) * rows, k), dy))      # (n*H*W, KH*KW*Co)
         if input_grad:
