@@ -1,9 +1,10 @@
-"""Per-op timings: minigan vs PyTorch in the same run (forward, and forward+backward).
+"""Per-op timings: minigan vs PyTorch in the same run (forward, backward alone, forward+backward).
 
     python benchmarks/ops.py [--backend numpy|cupy] [--batch 64] [--dtype float32] [--repeats 7]
 
 Prints, per op: median ms for minigan and torch, the ratio minigan/torch, and minigan's achieved
-GFLOP/s for the convolutions (2 * MACs; backward counts backward-data + backward-filter).
+GFLOP/s for the convolutions (2 * MACs; backward counts backward-data + backward-filter).  "bwd"
+runs the backward alone, again and again on one tape (torch: retain_graph=True).
 """
 import argparse
 import os
@@ -105,7 +106,20 @@ def main():
             tx.grad = None
             tnet(tx).backward(tdy)
 
-        for label, f, tf, flops in (("fwd", fwd, tfwd, 2 * macs), ("fwd+bwd", fwd_bwd, tfwd_bwd, 6 * macs)):
+        _, tape = net.forward(gx, train=True)               # kept: the backward alone runs on it repeatedly
+
+        def bwd():
+            net.backward(dy, tape)
+
+        tout = tnet(tx)
+
+        def tbwd():
+            tnet.zero_grad(set_to_none=True)
+            tx.grad = None
+            tout.backward(tdy, retain_graph=True)
+
+        for label, f, tf, flops in (("fwd", fwd, tfwd, 2 * macs), ("bwd", bwd, tbwd, 4 * macs),
+                                    ("fwd+bwd", fwd_bwd, tfwd_bwd, 6 * macs)):
             ms, tms = median_ms(f, args.repeats, sync), median_ms(tf, args.repeats, tsync)
             gflops = f"{flops / ms / 1e6:8.1f}" if flops else f"{'':8}"
             print(f"{name:30} {label:8} {ms:11.3f} {tms:9.3f} {ms / tms:6.2f} {gflops}")
