@@ -2,7 +2,7 @@
 Adam 2e-4, betas (0.5, 0.999), float32), minigan against the identical PyTorch step, same run.
 
     python benchmarks/gan_step.py --workload mlp|dcgan32|dcgan64 [--backend numpy|cupy] [--batch B]
-                                  [--repeats 7] [--no-memory]
+                                  [--repeats 7] [--no-memory] [--count-launches] [--tf32]
 
 Timing: both steps run alternately (warm-up excluded); each repeat times --steps-per-repeat steps;
 the median over repeats is reported, with the ratio minigan/torch.  Memory: each library's step
