@@ -20,29 +20,17 @@ import time
 
 import numpy as np
 
+from minigan.backend import xp_for
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gan_step  # noqa: E402
-
-
-def xp_of(backend):
-    if backend == "cupy":
-        import cupy
-        return cupy
-    return np
-
-
-def sync_of(backend):
-    if backend == "cupy":
-        import cupy
-        return cupy.cuda.get_current_device().synchronize
-    return lambda: None
 
 
 def reference_tflops(xp, backend, n, repeats=5):
     a = xp.asarray(np.random.default_rng(0).standard_normal((n, n), dtype=np.float32))
     b = xp.asarray(np.random.default_rng(1).standard_normal((n, n), dtype=np.float32))
     out = xp.empty((n, n), np.float32)
-    sync = sync_of(backend)
+    sync = gan_step.syncs(backend)[0]
     xp.matmul(a, b, out=out)
     sync()
     times = []
@@ -99,7 +87,7 @@ def main():
     ap.add_argument("--tf32", action="store_true", help="cupy: allow TF32 (CUPY_TF32=1); default IEEE float32")
     args = ap.parse_args()
     os.environ["CUPY_TF32"] = "1" if args.tf32 else "0"     # before cupy is imported
-    xp, sync = xp_of(args.backend), sync_of(args.backend)
+    xp, sync = xp_for(args.backend), gan_step.syncs(args.backend)[0]
     n_ref = 8192 if args.backend == "cupy" else 2048
     ref = reference_tflops(xp, args.backend, n_ref)
 

@@ -7,7 +7,7 @@
 #     mkdir -p .gpu_carry/shared/data && cp -r ../shared/data/mnist .gpu_carry/shared/data/
 #     grep -qx '/.gpu_carry/' .git/info/exclude || echo /.gpu_carry/ >> .git/info/exclude
 # Then two device runs, each with carry [".gpu_carry"] and timeout 600:
-#     bash benchmarks/gpu_session.sh tests     # install, NVRTC compile check, tests/test_cupy.py, gradcheck
+#     bash benchmarks/gpu_session.sh tests     # install, NVRTC check, tests/test_cupy.py, gradcheck, resume on cupy
 #     bash benchmarks/gpu_session.sh bench     # gan_step (3 workloads), gemm_rate, ops, dcgan-mnist training
 # What comes back ($OUT, at most 8 files): summary-PART.txt (every section's command, tail and exit
 # status), logs-PART.tar.gz (the whole logs) and, for bench, dcgan_mnist_samples.png.  Each section
@@ -52,6 +52,7 @@ if [ "$part" = tests ]; then
     TAIL=30 section tests 300 python3 -m pytest -q -rs --maxfail=20 -p no:cacheprovider tests/test_cupy.py
     TAIL=30 plain tests 200 python3 -m pytest -q -rs --maxfail=20 -p no:cacheprovider tests/test_cupy.py
     section gradcheck 120 python3 -m minigan gradcheck --backend cupy
+    section resume 200 python3 -m pytest -q -rs -p no:cacheprovider tests/test_trainer.py -k "resume_is_bit_identical and cupy"
 elif [ "$part" = bench ]; then
     for w in mlp dcgan32; do
         section "step_$w" 120 python3 benchmarks/gan_step.py --workload $w --backend cupy --count-launches

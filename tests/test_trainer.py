@@ -31,11 +31,12 @@ def _assert_identical(a, b):
 @pytest.mark.parametrize("preset,extra", [("ring8", BUSY),
                                           ("dcgan-mnist", dict(steps=4, batch_size=4, sample_every=2,
                                                                checkpoint_every=2, d_dropout=0.3))])
-def test_resume_is_bit_identical(tmp_path, preset, extra):
+def test_resume_is_bit_identical(tmp_path, preset, extra, backend):
+    """On every available backend (cupy: needs deterministic GPU kernels too)."""
     kw = dict(data_dir=shared_data("mnist")) if preset != "ring8" else {}
     steps = extra["steps"]
-    Trainer(preset, seed=3, out_dir=tmp_path / "straight", **kw, **extra).run(progress=False)
-    Trainer(preset, seed=3, out_dir=tmp_path / "halves", **kw, **extra).run(steps // 2, progress=False)
+    Trainer(preset, seed=3, backend=backend, out_dir=tmp_path / "straight", **kw, **extra).run(progress=False)
+    Trainer(preset, seed=3, backend=backend, out_dir=tmp_path / "halves", **kw, **extra).run(steps // 2, progress=False)
     Trainer.resume(tmp_path / "halves").run(steps, progress=False)
     _assert_identical(_arrays(tmp_path / "straight" / "checkpoint.npz"), _arrays(tmp_path / "halves" / "checkpoint.npz"))
     log_a = [json.loads(x) for x in (tmp_path / "straight" / "log.jsonl").read_text().splitlines()]
