@@ -9,7 +9,8 @@ the median over repeats is reported, with the ratio minigan/torch.  Memory: each
 runs in a fresh subprocess; CPU: the peak RSS during its first three steps above the RSS before
 them (activations, gradients, caches and the optimizer state that the steps create), with glibc's
 mmap threshold fixed at 128 KiB so that freed blocks leave RSS (see measure_memory); GPU: cupy's
-memory-pool high-water mark vs torch.cuda.max_memory_allocated.
+bytes held by cupy's memory pool (it keeps freed blocks, so this is its high-water mark) vs
+torch.cuda.max_memory_reserved (the same quantity for torch's caching allocator).
 """
 import argparse
 import json
@@ -195,7 +196,9 @@ def memory_child(args):
             fn()
         cupy.cuda.get_current_device().synchronize()
         torch.cuda.synchronize()
-        peak = pool.total_bytes() if args.memory_child == "minigan" else torch.cuda.max_memory_allocated()
+        # like for like: both caching allocators' reserved bytes (cupy's pool never returns blocks on
+        # its own, so total_bytes is its peak; torch's max_memory_allocated would leave out its cache)
+        peak = pool.total_bytes() if args.memory_child == "minigan" else torch.cuda.max_memory_reserved()
         print(json.dumps({"peak": int(peak)}))
         return
     before = _rss_kib("VmRSS")
