@@ -8,7 +8,7 @@ Timing: both steps run alternately (warm-up excluded); each repeat times --steps
 the median over repeats is reported, with the ratio minigan/torch.  Memory: each library's step
 runs in a fresh subprocess; CPU: the peak RSS during its first three steps above the RSS before
 them (activations, gradients, caches and the optimizer state that the steps create), with glibc's
-mmap threshold fixed at 128 KiB so that freed blocks leave RSS (see measure_memory); GPU: cupy's
+mmap threshold fixed at 128 KiB so that freed blocks leave RSS (see measure_memory); GPU: the
 bytes held by cupy's memory pool (it keeps freed blocks, so this is its high-water mark) vs
 torch.cuda.max_memory_reserved (the same quantity for torch's caching allocator).
 """
