@@ -86,7 +86,7 @@ def main():
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--tf32", action="store_true", help="cupy: allow TF32 (CUPY_TF32=1); default IEEE float32")
     args = ap.parse_args()
-    os.environ["CUPY_TF32"] = "1" if args.tf32 else "0"     # before cupy is imported
+    gan_step.set_tf32(args.tf32)                        # before cupy is imported (CUPY_TF32)
     xp, sync = xp_for(args.backend), gan_step.syncs(args.backend)[0]
     n_ref = 8192 if args.backend == "cupy" else 2048
     ref = reference_tflops(xp, args.backend, n_ref)
