@@ -152,12 +152,8 @@ class Adam(Optimizer):
         m, v = st["exp_avg"], st["exp_avg_sq"]
         step_size = self.lr / (1 - b1 ** t)
         bc2_sqrt = (1 - b2 ** t) ** 0.5
-        if (not self.amsgrad and _numba.use(p, g) and g.dtype == p.dtype
-                and all(a.flags.c_contiguous for a in (p, g, m, v))):
-            d, w = p.dtype.type, 1 - b1    # the same float32/float64 operations as below, fused in one pass
-            _numba.kernels().adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), d(w), d(1 - w),
-                                  abs(w) < 0.5, d(b2), d(1 - b2), d(bc2_sqrt), d(self.eps), d(step_size))
-            return
+        if not self.amsgrad and _numba.adam(p, g, m, v, 1 - b1, b2, bc2_sqrt, self.eps, step_size):
+            return                      # the fused twin (ops/_numba.py) did the passes below in one
         tmp = xp.empty_like(p)          # one scratch array: every pass below writes in place
         _lerp_(m, g, 1 - b1, tmp)
         v *= b2

@@ -1,9 +1,12 @@
-"""Pure math: every op is a pair ``*_forward(...) -> (out, cache)`` / ``*_backward(dout, cache)``.
+"""Pure math: every op is a pair ``*_forward(...) -> (out, cache)`` / ``*_backward(dout, cache)``,
+with the tangents of both beside it (``*_jvp``, ``*_backward_jvp``: Pearlmutter's R-operator).
 
 No classes and no state; layers in ``minigan.nn`` call these. Each backward checks that the
 upstream gradient has the shape of the forward's output: a shape bug is caught loudly here
-instead of being broadcast silently.
+instead of being broadcast silently.  An op module holds the reference math only; a fast twin
+(``_numba.py``) is bound to its op in one visible line, ``@fast_twin(_numba.<name>)``.
 """
+import functools
 
 
 def check_dout(op, dout, shape):
@@ -23,3 +26,17 @@ def accurate_sum(x, axis, keepdims=False):
     if x.dtype.itemsize < 8:
         return x.sum(axis=axis, dtype="float64", keepdims=keepdims).astype(x.dtype)
     return x.sum(axis=axis, keepdims=keepdims)
+
+
+def fast_twin(twin):
+    """Bind a fast twin to the reference op it decorates: ``twin`` takes the op's arguments and
+    returns its result, or None where it does not apply (no numba, arrays it does not handle), and
+    the reference math runs.  ``op.reference`` is the reference alone: the twin's test oracle."""
+    def bind(reference):
+        @functools.wraps(reference)
+        def op(*args, **kwargs):
+            out = twin(*args, **kwargs)
+            return reference(*args, **kwargs) if out is None else out
+        op.reference = reference
+        return op
+    return bind

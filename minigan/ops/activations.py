@@ -1,5 +1,5 @@
 """Elementwise nonlinearities. Each cache holds what its derivative needs and nothing more."""
-from . import _numba, check_dout
+from . import _numba, check_dout, fast_twin
 from ..backend import get_xp
 
 
@@ -12,37 +12,40 @@ def relu_forward(x):
 def relu_backward(dy, y):
     """dx = dy * [x > 0] = dy * [y > 0]   (the subgradient at 0 is 0, as in torch)"""
     check_dout("relu_backward", dy, y.shape)
-    dx = _gate_numba(dy, y, dy.dtype.type(0))
-    return dx if dx is not None else dy * (y > 0)
+    return gate(dy, y, dy.dtype.type(0))
 
 
-def _gate_numba(dy, y, s):
-    """dx = dy where y > 0, s dy elsewhere, in one numba pass; None where the kernel does not apply
-    (no numba, or dy and y not in one contiguous memory order) and the caller's numpy twin runs."""
-    if not (_numba.use(dy, y) and dy.strides == y.strides and _numba.flat(dy) is not None):
-        return None
-    dx = get_xp(dy).empty_like(dy)
-    _numba.kernels().leaky_relu_backward(_numba.flat(dy), _numba.flat(y), s, _numba.flat(dx))
-    return dx
+@fast_twin(_numba.gate)
+def gate(dy, y, s):
+    """dx = dy where y > 0, s dy elsewhere (s >= 0): ReLU's (s = 0) and LeakyReLU's backward, and,
+    their Jacobians being diagonal, their tangents too.  One multiply per element, bit-exact."""
+    xp = get_xp(dy)
+    scale = (y > 0).astype(dy.dtype)
+    if s <= 1:
+        xp.maximum(scale, s, out=scale)                       # 1 where y > 0, slope elsewhere
+    else:
+        scale = xp.where(scale > 0, scale, s)
+    return dy * scale
+
+
+@fast_twin(_numba.leaky_relu)
+def leaky_relu(x, s):
+    """y = x if x > 0 else s x  =  max(x, s x) for s <= 1 (min for s > 1), s in x's dtype.
+    Branch-free on purpose: ``where`` with a random mask runs ~20x slower than two arithmetic
+    passes on the CPU here (branch mispredictions)."""
+    y = x * s
+    (get_xp(x).maximum if s <= 1 else get_xp(x).minimum)(x, y, out=y)
+    return y
 
 
 def leaky_relu_forward(x, negative_slope=0.01):
-    """y = x if x > 0 else slope * x  =  max(x, slope x) for slope <= 1 (min for slope > 1).
-
-    Branch-free on purpose: ``where`` with a random mask runs ~20x slower than two arithmetic
-    passes on the CPU here (branch mispredictions).  For slope >= 0 the cache is y itself
-    ([y > 0] = [x > 0] then, and the next layer usually keeps y alive anyway): no extra memory."""
-    xp = get_xp(x)
+    """y = leaky_relu(x).  For slope >= 0 the cache is y itself ([y > 0] = [x > 0] then, and the
+    next layer usually keeps y alive anyway): no extra memory; else dy/dx itself."""
     s = x.dtype.type(negative_slope)
-    if _numba.use(x) and _numba.flat(x) is not None:          # one fused pass
-        y = xp.empty_like(x)                                  # x's memory order, so flat too
-        _numba.kernels().leaky_relu(_numba.flat(x), s, _numba.flat(y))
-    else:
-        y = x * s
-        (xp.maximum if negative_slope <= 1 else xp.minimum)(x, y, out=y)
+    y = leaky_relu(x, s)
     if negative_slope >= 0:
         return y, (y, s)
-    return y, (None, xp.where(x > 0, x.dtype.type(1), s))     # a negative slope: keep dy/dx itself
+    return y, (None, get_xp(x).where(x > 0, x.dtype.type(1), s))     # a negative slope: keep dy/dx itself
 
 
 def leaky_relu_backward(dy, cache):
@@ -52,16 +55,7 @@ def leaky_relu_backward(dy, cache):
         check_dout("leaky_relu_backward", dy, s.shape)
         return dy * s
     check_dout("leaky_relu_backward", dy, y.shape)
-    dx = _gate_numba(dy, y, s)
-    if dx is not None:
-        return dx
-    xp = get_xp(dy)
-    scale = (y > 0).astype(dy.dtype)
-    if s <= 1:
-        xp.maximum(scale, s, out=scale)                       # 1 where y > 0, slope elsewhere
-    else:
-        scale = xp.where(scale > 0, scale, s)
-    return dy * scale
+    return gate(dy, y, s)
 
 
 def tanh_forward(x):

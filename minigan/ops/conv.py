@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 
-from . import _numba, accurate_sum, check_dout
+from . import _numba, accurate_sum, check_dout, fast_twin
 from ..backend import as_strided, get_xp
 
 
@@ -148,36 +148,29 @@ def free_column_buffer():
     _scratch.buf = None
 
 
+@fast_twin(_numba.gather_windows)
 def gather_windows(x, kernel, stride, dilation, pads, out_hw, out=None):
     """im2col: x (N, C, H, W), any memory order -> cols (N*OH*OW, KH*KW*C), C-contiguous, with
     cols[(n, oh, ow), (i, j, c)] = xpad[n, c, oh*sh + i*dh, ow*sw + j*dw]  (0 in the padding).
-    numpy: pad into channels-last memory, then copy the window view.  numba: one pass, no padded copy.
+    Pad into channels-last memory, then copy the window view.
     ``out``: an array of that shape and x's dtype to fill (e.g. ``column_buffer``), else a new one."""
     (kh, kw), (oh, ow) = kernel, out_hw
     n, c = x.shape[:2]
     xp = get_xp(x)
     cols = xp.empty((n, oh, ow, kh, kw, c), dtype=x.dtype) if out is None else out.reshape(n, oh, ow, kh, kw, c)
-    if c >= 16 and _numba.use(x):     # numpy's strided copy wins for few channels (measured: C=1 0.36 vs 0.64 ms)
-        _numba.kernels().im2col_nhwc(x.transpose(0, 2, 3, 1), cols, *stride, *dilation, pads[0][0], pads[1][0])
-    else:
-        xp.copyto(cols, windows_nhwc(pad_nhwc(x, pads), kernel, stride, dilation, out_hw))
+    xp.copyto(cols, windows_nhwc(pad_nhwc(x, pads), kernel, stride, dilation, out_hw))
     return cols.reshape(n * oh * ow, kh * kw * c)
 
 
+@fast_twin(_numba.scatter_windows)
 def scatter_windows(cols, hw, stride, dilation, pads, out=None):
     """col2im, the adjoint of ``gather_windows``: cols (N, OH, OW, KH, KW, C) -> (N, H, W, C) with
     out[n, oh*sh + i*dh - pt, ow*sw + j*dw - pl, c] += cols[n, oh, ow, i, j, c], the padding dropped.
-    numpy: ``col2im_nhwc`` into a padded buffer, then a cropped view of it.  numba: one pass over cols
-    straight into a C-contiguous output; each element gets its taps in the same order, so the two
-    agree bit for bit.  ``out``: a C-contiguous (N, H, W, C) array to write into."""
+    ``col2im_nhwc`` into a padded buffer, then a cropped view of it (the numba twin adds each
+    element's taps in the same order, so the two agree bit for bit).  ``out``: a C-contiguous
+    (N, H, W, C) array to write into."""
     (pt, pb), (pl, pr) = pads
-    n, oh, ow, kh, kw, c = cols.shape
     h, w = hw
-    if c > 1 and _numba.use(cols):    # numpy's KH*KW adds win only for C=1 (0.47 vs 0.66 ms; C=2..8: 4 vs 0.8 ms)
-        if out is None:
-            out = get_xp(cols).empty((n, h, w, c), dtype=cols.dtype)
-        _numba.kernels().col2im_nhwc(cols, out, *stride, *dilation, pt, pl)
-        return out
     padded = col2im_nhwc(cols, (h + pt + pb, w + pl + pr), stride, dilation)
     if out is None:
         return padded[:, pt:pt + h, pl:pl + w, :]
