@@ -1,0 +1,293 @@
+"""Containers: Residual and Sequential (the network that owns the arrays), and the tape."""
+from typing import NamedTuple
+
+import numpy as np
+
+from ..backend import get_backend, get_xp, is_cupy_array, to_backend
+from .affine import Conv2d, ConvTranspose2d, Linear
+from .base import INIT_SCHEMES, Layer, LayerInputError, StateDictError
+
+
+class Residual(Layer):
+    """y = body(x) + shortcut(x); shortcut None is the identity.  Parameters are named
+    ``body.<...>`` and ``shortcut.<...>`` (e.g. "3.body.0.weight").   dx = dbody + dshortcut."""
+
+    def __init__(self, body, shortcut=None):
+        self.body = body if not isinstance(body, (list, tuple)) else Sequential(*body, _init=False)
+        self.shortcut = shortcut if not isinstance(shortcut, (list, tuple)) else Sequential(*shortcut, _init=False)
+        for name, part in (("body", self.body), ("shortcut", self.shortcut)):
+            if part is not None and not _is_layer(part):
+                raise TypeError(f"Residual {name} must be a layer (init/apply/apply_backward), got {part!r}")
+
+    def __repr__(self):
+        return f"Residual(body={self.body!r}, shortcut={self.shortcut!r})"
+
+    def init(self, rng, dtype, scheme="torch"):
+        pb, sb = self.body.init(rng, dtype, scheme)
+        params, state = {"body": pb}, {"body": sb}
+        if self.shortcut is not None:
+            params["shortcut"], state["shortcut"] = self.shortcut.init(rng, dtype, scheme)
+        return params, state
+
+    def apply(self, params, state, x, train, rng):
+        try:
+            yb, cb = self.body.apply(params["body"], state["body"], x, train, rng)
+        except LayerInputError as e:
+            raise e.at("body") from None
+        if self.shortcut is None:
+            ys, cs = x, None
+        else:
+            try:
+                ys, cs = self.shortcut.apply(params["shortcut"], state["shortcut"], x, train, rng)
+            except LayerInputError as e:
+                raise e.at("shortcut") from None
+        if yb.shape != ys.shape:
+            raise LayerInputError(self, f"body output {tuple(yb.shape)} and shortcut output {tuple(ys.shape)} differ")
+        return yb + ys, (cb, cs)
+
+    def apply_backward(self, params, dy, cache, param_grads):
+        cb, cs = cache
+        dxb, gb = self.body.apply_backward(params["body"], dy, cb, param_grads)
+        grads = {"body": gb} if param_grads else {}
+        if self.shortcut is None:
+            return dxb + dy, grads
+        dxs, gs = self.shortcut.apply_backward(params["shortcut"], dy, cs, param_grads)
+        if param_grads:
+            grads["shortcut"] = gs
+        return dxb + dxs, grads
+
+
+def _is_layer(obj):
+    return all(callable(getattr(obj, m, None)) for m in ("init", "apply", "apply_backward"))
+
+
+def flatten_tree(tree, prefix=""):
+    """{"0": {"weight": a}} -> {"0.weight": a}"""
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(flatten_tree(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _merge_trees(params, state):
+    """One tree holding params then buffers at every level (torch's state_dict order)."""
+    out = {}
+    for k in list(params) + [k for k in state if k not in params]:
+        p, s = params.get(k), state.get(k)
+        if isinstance(p, dict) or isinstance(s, dict):
+            out[k] = _merge_trees(p or {}, s or {})
+        else:
+            out[k] = p if p is not None else s
+    return out
+
+
+class Tape(NamedTuple):
+    """What a forward pass leaves for its backward: the layers' caches and the output shape."""
+    owner: int
+    caches: list
+    out_shape: tuple
+
+
+_FREED = object()   # a cache entry released by backward(free_tape=True)
+
+
+class Sequential(Layer):
+    """A chain of layers that owns their arrays.
+
+    net = Sequential(Linear(2, 8), ReLU(), Linear(8, 1), dtype=np.float64, seed=0)
+    y, tape = net.forward(x, train=True)
+    dx, grads = net.backward(dy, tape)              # grads keyed like net.parameters()
+    The arrays live on the backend current at construction; ``net.to("cupy")`` moves them.
+    ``init="dcgan"`` draws conv/linear weights from N(0, 0.02) and BN scales from N(1, 0.02).
+    A tape references (does not copy) layer inputs and outputs its backward needs: do not modify
+    them in place before the backward, and drop the tape after it to free that memory.
+    """
+
+    def __init__(self, *layers, dtype=np.float32, seed=None, init="torch", _init=True):
+        for i, layer in enumerate(layers):
+            if not _is_layer(layer):
+                raise TypeError(f"Sequential: argument {i} is not a layer (needs init/apply/apply_backward): {layer!r}")
+        if init not in INIT_SCHEMES:
+            raise ValueError(f"Sequential: init must be one of {INIT_SCHEMES}, got {init!r}")
+        self.layers = list(layers)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"Sequential: dtype must be float32 or float64, got {self.dtype}")
+        self.rng = np.random.default_rng(seed)
+        self.params, self.state, self._flat = {}, {}, {}
+        self.backend = get_backend()
+        if _init:
+            params, state = self.init(self.rng, self.dtype, init)
+            self._set_arrays(to_backend(params, self.backend), to_backend(state, self.backend))
+
+    # ---- the layer protocol (so that Sequentials nest) ----
+    def init(self, rng, dtype, scheme="torch"):
+        params, state = {}, {}
+        for i, layer in enumerate(self.layers):
+            params[str(i)], state[str(i)] = layer.init(rng, dtype, scheme)
+        return params, state
+
+    def apply(self, params, state, x, train, rng):
+        caches = []
+        for i, layer in enumerate(self.layers):
+            try:
+                x, cache = layer.apply(params[str(i)], state[str(i)], x, train, rng)
+            except LayerInputError as e:
+                raise e.at(i) from None
+            caches.append(cache)
+        return x, caches
+
+    def apply_backward(self, params, dy, caches, param_grads, input_grad=True, free_caches=False):
+        """Layers from last to first.  ``input_grad=False``: the layers before the first one with
+        parameters are not run at all, and that one is asked to skip its input gradient when it
+        can (Linear, Conv2d, ConvTranspose2d, Sequential; any other layer computes it and it is
+        dropped); dx is then None.  ``free_caches``: each entry of ``caches`` is released as soon
+        as its layer's backward has run (the list is changed in place)."""
+        grads, first = {}, 0
+        if not input_grad:
+            first = next((i for i in range(len(self.layers)) if flatten_tree(params[str(i)])), len(self.layers))
+            if not param_grads:
+                first = len(self.layers)
+        for i in range(len(self.layers) - 1, first - 1, -1):
+            layer, args = self.layers[i], (params[str(i)], dy, caches[i], param_grads)
+            if i > first or input_grad:
+                dy, g = layer.apply_backward(*args)
+            elif isinstance(layer, _SKIPS_INPUT_GRAD):
+                dy, g = layer.apply_backward(*args, input_grad=False)
+            else:
+                dy, g = layer.apply_backward(*args)
+                dy = None
+            if free_caches:
+                caches[i] = _FREED
+            if g:
+                grads[str(i)] = g
+        if free_caches:
+            caches[:] = [_FREED] * len(caches)
+        return (dy if input_grad else None), grads
+
+    def __repr__(self):
+        body = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
+        return f"Sequential({body}\n)"
+
+    # ---- the network API ----
+    def _set_arrays(self, params, state):
+        self.params, self.state = params, state
+        self._flat = flatten_tree(params)
+
+    def parameters(self):
+        """{name: array}: the live trainable arrays that optimizers update in place."""
+        return dict(self._flat)
+
+    def buffers(self):
+        """{name: array}: the live non-trainable state (BatchNorm running statistics)."""
+        return flatten_tree(self.state)
+
+    def num_parameters(self):
+        return int(sum(p.size for p in self._flat.values()))
+
+    def forward(self, x, train=True, rng=None):
+        """-> (y, tape).  ``train`` picks batch statistics and active dropout; ``rng`` (a numpy
+        Generator) overrides the net's own for dropout masks."""
+        if not hasattr(x, "dtype") or not hasattr(x, "shape"):
+            raise TypeError(f"Sequential.forward: expected an array, got {type(x).__name__}")
+        if x.dtype != self.dtype:
+            raise LayerInputError(self._short(), f"expected input of dtype {self.dtype}, got {x.dtype} "
+                                                 f"(shape {tuple(x.shape)})")
+        if is_cupy_array(x) != (self.backend == "cupy"):
+            get_xp(x, *self._flat.values())   # raises the mixed-backend error when params exist
+            raise LayerInputError(self._short(), f"the input lives on {'cupy' if is_cupy_array(x) else 'numpy'} "
+                                                 f"but the network on {self.backend}; call net.to(...) or move the input")
+        y, caches = self.apply(self.params, self.state, x, train, self.rng if rng is None else rng)
+        return y, Tape(id(self), caches, tuple(y.shape))
+
+    def __call__(self, x, train=False):
+        """The output alone (eval mode by default): y = net(x)."""
+        return self.forward(x, train=train)[0]
+
+    def backward(self, dy, tape, param_grads=True, grads=None, input_grad=True, free_tape=False):
+        """-> (dx, grads).  ``param_grads=False`` computes dx only (no weight-gradient work);
+        ``input_grad=False`` computes the parameter gradients only and returns dx None (no work for
+        the gradient of the input, e.g. of real images or of z; as torch for a tensor without
+        requires_grad); ``grads`` (a dict from an earlier backward) is accumulated into in place
+        and returned.  ``free_tape=True`` releases each layer's cache as soon as its backward has
+        run, which lowers the peak memory (as torch frees its graph during backward unless
+        retain_graph); the tape cannot be used again."""
+        if not isinstance(tape, Tape) or tape.owner != id(self):
+            raise ValueError("Sequential.backward: the tape was not made by this network's forward")
+        if any(c is _FREED for c in tape.caches):
+            raise ValueError("Sequential.backward: this tape was freed by an earlier backward(free_tape=True); "
+                             "run the forward again, or keep the tape with free_tape=False")
+        if tuple(dy.shape) != tape.out_shape:
+            raise ValueError(f"Sequential.backward: dy has shape {tuple(dy.shape)}, but the forward output "
+                             f"had shape {tape.out_shape}")
+        if dy.dtype != self.dtype:
+            raise TypeError(f"Sequential.backward: dy has dtype {dy.dtype}, but the network computes in "
+                            f"{self.dtype}; gradients would silently change precision")
+        if not (param_grads or input_grad):
+            raise ValueError("Sequential.backward: param_grads=False and input_grad=False leave nothing to compute")
+        dx, nested = self.apply_backward(self.params, dy, tape.caches, param_grads, input_grad, free_tape)
+        flat = flatten_tree(nested)
+        new = {k: flat[k] for k in self._flat if k in flat}      # in parameter order
+        if grads is None:
+            return dx, new
+        for k, g in new.items():
+            if k in grads:
+                grads[k] += g
+            else:
+                grads[k] = g
+        return dx, grads
+
+    def _short(self):
+        return _Named(f"Sequential({len(self.layers)} layers, {self.dtype}, {self.backend})")
+
+    def state_dict(self):
+        """{name: copy}: parameters and buffers, in torch's names, order and layouts."""
+        return {k: v.copy() for k, v in flatten_tree(_merge_trees(self.params, self.state)).items()}
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy arrays in (cast to the net's dtype, moved to its backend); validates everything
+        before writing anything.  Missing ``num_batches_tracked`` is tolerated, as in torch.
+        strict=False loads the matching keys and returns (missing, unexpected)."""
+        live = flatten_tree(_merge_trees(self.params, self.state))
+        src = {k: _to_array(v) for k, v in dict(state_dict).items()}
+        missing = [k for k in live if k not in src and not k.endswith("num_batches_tracked")]
+        unexpected = [k for k in src if k not in live]
+        wrong = [f"{k}: expected shape {tuple(live[k].shape)}, got {tuple(src[k].shape)}"
+                 for k in live if k in src and tuple(src[k].shape) != tuple(live[k].shape)]
+        problems = ([f"missing keys {missing}"] if missing and strict else []) + \
+                   ([f"unexpected keys {unexpected}"] if unexpected and strict else []) + wrong
+        if problems:
+            raise StateDictError("load_state_dict: " + "; ".join(problems))
+        for k, v in src.items():
+            if k in live:
+                live[k][...] = to_backend(v, self.backend).astype(live[k].dtype, copy=False)
+        return missing, unexpected
+
+    def to(self, backend):
+        """Move parameters and state to ``"numpy"`` or ``"cupy"`` (in place); returns self."""
+        params, state = to_backend(self.params, backend), to_backend(self.state, backend)
+        self._set_arrays(params, state)
+        self.backend = backend
+        return self
+
+
+class _Named:
+    def __init__(self, text):
+        self.text = text
+
+    def __repr__(self):
+        return self.text
+
+
+def _to_array(v):
+    """numpy/cupy arrays pass through; torch tensors (duck-typed, no import) become numpy."""
+    if hasattr(v, "detach") and hasattr(v, "cpu"):
+        return v.detach().cpu().numpy()
+    return v if hasattr(v, "dtype") and hasattr(v, "shape") else np.asarray(v)
+
+
+# layers whose apply_backward takes input_grad=False (skip the input gradient's work)
+_SKIPS_INPUT_GRAD = (Linear, Conv2d, ConvTranspose2d, Sequential)
