@@ -13,7 +13,7 @@ from .checkpoint import load, save
 from .gan.losses import OBJECTIVES, Objective, gan_objective
 from .nn import (AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, Flatten,
                  LayerInputError, LayerNorm, LeakyReLU, Linear, ReLU, Reshape, Residual, Sequential,
-                 Sigmoid, StateDictError, Tanh, Upsample)
+                 Sigmoid, SpectralNorm, StateDictError, Tanh, Upsample)
 from .ops.losses import bce_with_logits, mse
 from .optim import (SGD, Adam, AdamW, CosineAnnealingLR, ExponentialLR, StepLR, clip_grad_norm,
                     clip_grad_value, global_norm, l1_regularization, l2_regularization)
@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Dropout", "Flatten",
-    "LayerNorm", "LeakyReLU", "Linear", "ReLU", "Reshape", "Residual", "Sequential", "Sigmoid", "Tanh",
+    "LayerNorm", "LeakyReLU", "Linear", "ReLU", "Reshape", "Residual", "Sequential", "Sigmoid", "SpectralNorm", "Tanh",
     "Upsample", "LayerInputError", "StateDictError",
     "SGD", "Adam", "AdamW", "StepLR", "ExponentialLR", "CosineAnnealingLR", "clip_grad_norm",
     "clip_grad_value", "global_norm", "l1_regularization", "l2_regularization",

@@ -8,12 +8,16 @@ gradient ``dout`` (an all-ones dout hides bugs such as a missing BatchNorm term)
 The outputs are subtracted before the dot product, which keeps round-off small.  For large
 tensors ``directional_error`` checks one random direction u with two forwards:
     (S(x + h u) - S(x - h u)) / (2 h)  ~  <dS/dx, u>.
+
+Second order (``check_jvp``): a tangent is a directional derivative, so one central difference along
+the tangent's own direction checks all of it, for the forward and for the backward alike:
+    y_dot  ~ (y(p + h p_dot) - y(p - h p_dot)) / (2 h),    p = (x, params, dy).
 """
 import numpy as np
 
 from .backend import get_xp
 
-__all__ = ["rel_error", "numerical_vjp", "directional_error", "check_net", "check_loss"]
+__all__ = ["rel_error", "numerical_vjp", "directional_error", "check_net", "check_loss", "check_jvp"]
 
 
 def rel_error(a, b, floor=0.0):
@@ -101,4 +105,55 @@ def check_loss(loss_fn, inputs, h=1e-6, seed=0):
     for i, arr in enumerate(inputs):
         numeric = numerical_vjp(lambda _: loss_fn(*inputs)[0], arr, dout, h)
         errors.append(rel_error(analytic[i] * dout, numeric))
+    return errors
+
+
+def _spectral_norms(layer):
+    """Every SpectralNorm inside ``layer`` (a net, a container or a layer)."""
+    from .nn import SpectralNorm
+    if isinstance(layer, SpectralNorm):
+        return [layer]
+    inner = list(getattr(layer, "layers", [])) + [getattr(layer, n, None) for n in ("body", "shortcut")]
+    return [sn for part in inner if part is not None for sn in _spectral_norms(part)]
+
+
+def check_jvp(net, x, train=True, h=1e-6, seed=0):
+    """Compare ``net.jvp`` and ``net.backward_jvp`` with central differences of the forward and of
+    the backward along random tangents of the input, of every parameter and of dy (float64).
+
+    -> {"output": err, "input gradient": err, "gradient of <name>": err, ...} (max relative errors).
+    The net's state is restored before every evaluation and dropout masks are fixed by re-seeding,
+    so each difference sees the same function.  SpectralNorm's u and v are constants of the
+    derivative (as in torch): the differences use the u and v of the analytic pass, with the power
+    iteration paused."""
+    rng = np.random.default_rng(seed)
+    xp = get_xp(x)
+    params = net.parameters()
+    y, tape = net.forward(x, train=train, rng=np.random.default_rng(seed + 1))
+    state = net.state_dict()                            # after this forward's power iteration
+    x_dot, dy, dy_dot = (xp.asarray(rng.standard_normal(s)) for s in (x.shape, y.shape, y.shape))
+    p_dot = {k: xp.asarray(rng.standard_normal(p.shape)) for k, p in params.items()}
+    y_dot, ttape = net.jvp(tape, x_dot, p_dot)
+    dx_dot, grads_dot = net.backward_jvp(dy, tape, ttape, dy_dot)
+
+    def run(t):
+        """(y, dx, grads) at (x, params, dy) + t (x_dot, params_dot, dy_dot)."""
+        net.load_state_dict({**state, **{k: state[k] + t * p_dot[k] for k in params}})
+        y, tape = net.forward(x + t * x_dot, train=train, rng=np.random.default_rng(seed + 1))
+        dx, grads = net.backward(dy + t * dy_dot, tape)
+        return y.copy(), dx, grads
+
+    paused = _spectral_norms(net)
+    for sn in paused:
+        sn.n_power_iterations, sn._paused = 0, sn.n_power_iterations
+    try:
+        (yp, dxp, gp), (ym, dxm, gm) = run(h), run(-h)
+    finally:
+        for sn in paused:
+            sn.n_power_iterations = sn.__dict__.pop("_paused")
+        net.load_state_dict(state)
+    errors = {"output": rel_error(y_dot, (yp - ym) / (2 * h)),
+              "input gradient": rel_error(dx_dot, (dxp - dxm) / (2 * h))}
+    for k in params:
+        errors[f"gradient of {k}"] = rel_error(grads_dot[k], (gp[k] - gm[k]) / (2 * h))
     return errors

@@ -4,18 +4,23 @@ A layer is anything with three methods (duck-typed, no registry):
     init(rng, dtype, scheme)                      -> (params, state)   nested dicts of numpy arrays
     apply(params, state, x, train, rng)           -> (y, cache)        state (BN stats) updated in place
     apply_backward(params, dy, cache, param_grads) -> (dx, grads)      grads nested like params
-Linear, Conv2d, ConvTranspose2d and Sequential also take ``input_grad=False`` (dx None, its work skipped).
+Linear, Conv2d, ConvTranspose2d, SpectralNorm and Sequential also take ``input_grad=False`` (dx None,
+its work skipped).  Second order (``Sequential.jvp`` / ``backward_jvp``) needs two more, the tangents
+(None stands for a zero tangent, params_dot is nested like params, missing keys are zero):
+    apply_jvp(params, params_dot, x_dot, cache)                     -> (y_dot, tcache)
+    apply_backward_jvp(params, params_dot, dy, dy_dot, cache, tcache,
+                       param_grads=True, input_grad=True)           -> (dx_dot, grads_dot)
 The math lives in ``minigan.ops``; a layer checks its input, calls the op and names the gradients.
 Parameter names, layouts, defaults and initialisation follow PyTorch.
 """
 from .activations import Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
-from .affine import Conv2d, ConvTranspose2d, Linear
+from .affine import Conv2d, ConvTranspose2d, Linear, SpectralNorm
 from .base import INIT_SCHEMES, Layer, LayerInputError, StateDictError
-from .containers import Residual, Sequential, Tape, flatten_tree
+from .containers import Residual, Sequential, TangentTape, Tape, flatten_tree
 from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from .shape import AvgPool2d, Flatten, Reshape, Upsample
 
 __all__ = ["Linear", "Conv2d", "ConvTranspose2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Dropout",
            "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Flatten", "Reshape", "Upsample", "AvgPool2d",
-           "Residual", "Sequential", "Tape", "Layer", "LayerInputError", "StateDictError", "INIT_SCHEMES",
+           "SpectralNorm", "Residual", "Sequential", "Tape", "TangentTape", "Layer", "LayerInputError", "StateDictError", "INIT_SCHEMES",
            "flatten_tree"]

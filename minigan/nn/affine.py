@@ -3,9 +3,10 @@ import math
 
 import numpy as np
 
+from ..backend import get_xp
 from ..ops import check_dout
 from ..ops import conv as conv_ops
-from ..ops.linear import linear_backward, linear_forward
+from ..ops.linear import linear_backward, linear_backward_jvp, linear_forward, linear_jvp
 from .base import Layer, LayerInputError, _check_input, _grads, _pair, _positive_int, _uniform
 
 
@@ -37,6 +38,20 @@ class Linear(Layer):
         cache, lead = cache
         check_dout("Linear backward", dy, lead + (self.out_features,))
         dx, dw, db = linear_backward(dy.reshape(-1, self.out_features), cache, param_grads, input_grad)
+        return None if dx is None else dx.reshape(lead + (self.in_features,)), _grads(weight=dw, bias=db)
+
+    def apply_jvp(self, params, params_dot, x_dot, cache):
+        """-> (y_dot, x_dot as (N, in_features)); math in ops.linear.linear_jvp."""
+        cache, lead = cache
+        x_dot = None if x_dot is None else x_dot.reshape(-1, self.in_features)
+        y_dot = linear_jvp(x_dot, params_dot.get("weight"), params_dot.get("bias"), cache)
+        return (None if y_dot is None else y_dot.reshape(lead + (self.out_features,))), x_dot
+
+    def apply_backward_jvp(self, params, params_dot, dy, dy_dot, cache, x_dot, param_grads=True, input_grad=True):
+        cache, lead = cache
+        rows = (lambda a: None if a is None else a.reshape(-1, self.out_features))
+        dx, dw, db = linear_backward_jvp(rows(dy), rows(dy_dot), x_dot, params_dot.get("weight"), cache,
+                                         param_grads, input_grad)
         return None if dx is None else dx.reshape(lead + (self.in_features,)), _grads(weight=dw, bias=db)
 
 
@@ -115,6 +130,15 @@ class Conv2d(Layer):
         dx, dw, db = conv_ops.conv2d_backward(dy, cache, param_grads, input_grad)
         return dx, _grads(weight=dw, bias=db)
 
+    def apply_jvp(self, params, params_dot, x_dot, cache):
+        """-> (y_dot, x_dot); math in ops.conv.conv2d_jvp."""
+        return conv_ops.conv2d_jvp(x_dot, params_dot.get("weight"), params_dot.get("bias"), cache), x_dot
+
+    def apply_backward_jvp(self, params, params_dot, dy, dy_dot, cache, x_dot, param_grads=True, input_grad=True):
+        dx, dw, db = conv_ops.conv2d_backward_jvp(dy, dy_dot, x_dot, params_dot.get("weight"), cache,
+                                                  param_grads, input_grad)
+        return dx, _grads(weight=dw, bias=db)
+
 
 class ConvTranspose2d(Layer):
     """Transposed 2-D convolution (the input-gradient of Conv2d).  W (in_channels, out_channels, KH, KW)."""
@@ -166,3 +190,126 @@ class ConvTranspose2d(Layer):
     def apply_backward(self, params, dy, cache, param_grads, input_grad=True):
         dx, dw, db = conv_ops.conv_transpose2d_backward(dy, cache, param_grads, input_grad)
         return dx, _grads(weight=dw, bias=db)
+
+    def apply_jvp(self, params, params_dot, x_dot, cache):
+        """-> (y_dot, x_dot); math in ops.conv.conv_transpose2d_jvp."""
+        return conv_ops.conv_transpose2d_jvp(x_dot, params_dot.get("weight"), params_dot.get("bias"), cache), x_dot
+
+    def apply_backward_jvp(self, params, params_dot, dy, dy_dot, cache, x_dot, param_grads=True, input_grad=True):
+        dx, dw, db = conv_ops.conv_transpose2d_backward_jvp(dy, dy_dot, x_dot, params_dot.get("weight"), cache,
+                                                            param_grads, input_grad)
+        return dx, _grads(weight=dw, bias=db)
+
+
+# ---------------------------------------------------------------- spectral normalisation
+
+def _l2_normalize(a, eps):
+    """a / max(||a||, eps)   (torch.nn.functional.normalize)"""
+    return a / max(float((a * a).sum()) ** 0.5, eps)
+
+
+class SpectralNorm(Layer):
+    """W_sn = W / sigma(W) for the wrapped Linear, Conv2d or ConvTranspose2d, with the semantics of
+    ``torch.nn.utils.spectral_norm`` (Miyato et al. 2018):
+
+    W_mat = W with axis ``dim`` first, flattened to (h, w) (dim 0; 1 for ConvTranspose2d);
+    train: n_power_iterations of  v <- normalize(W_mat^T u),  u <- normalize(W_mat v)  (state, in place);
+    sigma = u^T W_mat v (train and eval), then the wrapped layer runs with W_sn.
+    u and v are constants of the backward (as torch computes them under no_grad):
+        dW = (G - <G, W_sn> u v^T) / sigma,   G = dL/dW_sn
+    and of the tangents:
+        sigma_dot = u^T W_dot v,   W_sn_dot = (W_dot - sigma_dot W_sn) / sigma
+        dW_dot = (G_dot - (<G_dot, W_sn> + <G, W_sn_dot>) u v^T) / sigma - dW sigma_dot / sigma
+    Parameters ``weight_orig`` (and the layer's ``bias``), state ``weight_u`` (h,) and ``weight_v`` (w,),
+    in torch's order, so torch's state_dict of ``spectral_norm(layer)`` loads as it is."""
+
+    def __init__(self, layer, n_power_iterations=1, eps=1e-12, dim=None):
+        if not isinstance(layer, (Linear, Conv2d, ConvTranspose2d)):
+            raise TypeError(f"SpectralNorm wraps a layer with a weight (Linear, Conv2d or ConvTranspose2d), "
+                            f"got {layer!r}")
+        self.layer = layer
+        self.n_power_iterations = _positive_int(n_power_iterations, "SpectralNorm n_power_iterations")
+        if not eps > 0:
+            raise ValueError(f"SpectralNorm: eps must be > 0, got {eps!r}")
+        self.eps = float(eps)
+        self.dim = (1 if isinstance(layer, ConvTranspose2d) else 0) if dim is None else int(dim)
+        if self.dim not in (0, 1):
+            raise ValueError(f"SpectralNorm: dim must be 0 or 1, got {dim!r}")
+
+    def __repr__(self):
+        return f"SpectralNorm({self.layer!r}, n_power_iterations={self.n_power_iterations}, dim={self.dim})"
+
+    def init(self, rng, dtype, scheme="torch"):
+        p, _ = self.layer.init(rng, dtype, scheme)
+        w = p["weight"]
+        h = w.shape[self.dim]
+        u = _l2_normalize(rng.normal(size=h), self.eps).astype(dtype)
+        v = _l2_normalize(rng.normal(size=w.size // h), self.eps).astype(dtype)
+        params = ({"bias": p["bias"]} if "bias" in p else {}) | {"weight_orig": w}
+        return params, {"weight_u": u, "weight_v": v}
+
+    def _matrix(self, w):
+        """W (torch layout) -> W_mat (h, w): a view for dim 0 (a copy for dim 1)."""
+        return get_xp(w).moveaxis(w, self.dim, 0).reshape(w.shape[self.dim], -1)
+
+    def _from_matrix(self, m, shape):
+        """The inverse of ``_matrix``: (h, w) -> an array of the weight's shape."""
+        moved = (shape[self.dim],) + tuple(s for i, s in enumerate(shape) if i != self.dim)
+        return get_xp(m).ascontiguousarray(get_xp(m).moveaxis(m.reshape(moved), 0, self.dim))
+
+    def _inner(self, params, weight):
+        return {"weight": weight} | ({"bias": params["bias"]} if "bias" in params else {})
+
+    def apply(self, params, state, x, train, rng):
+        w, u, v = params["weight_orig"], state["weight_u"], state["weight_v"]
+        wm = self._matrix(w)
+        if train:
+            for _ in range(self.n_power_iterations):
+                v[...] = _l2_normalize(wm.T @ u, self.eps)
+                u[...] = _l2_normalize(wm @ v, self.eps)
+        u, v = u.copy(), v.copy()                  # this forward's u, v (a later forward updates the state)
+        sigma = u @ (wm @ v)
+        w_sn = w / sigma
+        y, cache = self.layer.apply(self._inner(params, w_sn), {}, x, train, rng)
+        return y, (cache, u, v, sigma, w_sn)
+
+    def _weight_grad(self, g, u, v, sigma, w_sn):
+        """(G - <G, W_sn> u v^T) / sigma"""
+        uv = self._from_matrix(get_xp(u).outer(u, v), w_sn.shape)
+        return (g - (g * w_sn).sum() * uv) / sigma, uv
+
+    def apply_backward(self, params, dy, cache, param_grads, input_grad=True):
+        cache, u, v, sigma, w_sn = cache
+        dx, g = self.layer.apply_backward(self._inner(params, w_sn), dy, cache, param_grads, input_grad)
+        if not param_grads:
+            return dx, {}
+        dw, _ = self._weight_grad(g.pop("weight"), u, v, sigma, w_sn)
+        return dx, g | {"weight_orig": dw}
+
+    def apply_jvp(self, params, params_dot, x_dot, cache):
+        cache, u, v, sigma, w_sn = cache
+        w_dot = params_dot.get("weight_orig")
+        w_sn_dot = sigma_dot = None
+        if w_dot is not None:
+            sigma_dot = u @ (self._matrix(w_dot) @ v)
+            w_sn_dot = (w_dot - sigma_dot * w_sn) / sigma
+        inner_dot = self._inner(params_dot, w_sn_dot) if "bias" in params_dot else {"weight": w_sn_dot}
+        y_dot, tcache = self.layer.apply_jvp(self._inner(params, w_sn), inner_dot, x_dot, cache)
+        return y_dot, (tcache, inner_dot, sigma_dot)
+
+    def apply_backward_jvp(self, params, params_dot, dy, dy_dot, cache, tcache, param_grads=True, input_grad=True):
+        cache, u, v, sigma, w_sn = cache
+        tcache, inner_dot, sigma_dot = tcache
+        inner = self._inner(params, w_sn)
+        dx_dot, g_dot = self.layer.apply_backward_jvp(inner, {k: a for k, a in inner_dot.items() if a is not None},
+                                                      dy, dy_dot, cache, tcache, param_grads, input_grad)
+        if not param_grads:
+            return dx_dot, {}
+        _, g = self.layer.apply_backward(inner, dy, cache, True, input_grad=False)     # G = dL/dW_sn
+        dw, uv = self._weight_grad(g["weight"], u, v, sigma, w_sn)
+        gd, w_sn_dot = g_dot.pop("weight", None), inner_dot["weight"]
+        c_dot = (0 if gd is None else (gd * w_sn).sum()) + (0 if w_sn_dot is None else (g["weight"] * w_sn_dot).sum())
+        dw_dot = ((0 if gd is None else gd) - c_dot * uv) / sigma
+        if sigma_dot is not None:
+            dw_dot = dw_dot - dw * (sigma_dot / sigma)
+        return dx_dot, g_dot | {"weight_orig": dw_dot}

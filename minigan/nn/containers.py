@@ -3,8 +3,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import get_backend, get_xp, is_cupy_array, to_backend
-from .affine import Conv2d, ConvTranspose2d, Linear
+from ..backend import BackendError, get_backend, get_xp, is_cupy_array, to_backend
+from ..ops import add
+from .affine import Conv2d, ConvTranspose2d, Linear, SpectralNorm
 from .base import INIT_SCHEMES, Layer, LayerInputError, StateDictError
 
 
@@ -56,6 +57,43 @@ class Residual(Layer):
             grads["shortcut"] = gs
         return dxb + dxs, grads
 
+    def apply_jvp(self, params, params_dot, x_dot, cache):
+        """y_dot = body_dot + shortcut_dot (x_dot for the identity)."""
+        cb, cs = cache
+        try:
+            yb, tb = _layer_jvp(self.body, params["body"], params_dot.get("body", {}), x_dot, cb)
+        except LayerInputError as e:
+            raise e.at("body") from None
+        if self.shortcut is None:
+            return add(yb, x_dot), (tb, None)
+        try:
+            ys, ts = _layer_jvp(self.shortcut, params["shortcut"], params_dot.get("shortcut", {}), x_dot, cs)
+        except LayerInputError as e:
+            raise e.at("shortcut") from None
+        return add(yb, ys), (tb, ts)
+
+    def apply_backward_jvp(self, params, params_dot, dy, dy_dot, cache, tcache, param_grads=True, input_grad=True):
+        """dx_dot = dbody_dot + dshortcut_dot (dy_dot for the identity)."""
+        (cb, cs), (tb, ts) = cache, tcache
+        dxb, gb = self.body.apply_backward_jvp(params["body"], params_dot.get("body", {}), dy, dy_dot, cb, tb,
+                                               param_grads, input_grad)
+        grads = {"body": gb} if gb else {}
+        if self.shortcut is None:
+            return (add(dxb, dy_dot) if input_grad else None), grads
+        dxs, gs = self.shortcut.apply_backward_jvp(params["shortcut"], params_dot.get("shortcut", {}), dy, dy_dot,
+                                                   cs, ts, param_grads, input_grad)
+        if gs:
+            grads["shortcut"] = gs
+        return (add(dxb, dxs) if input_grad else None), grads
+
+
+def _layer_jvp(layer, params, params_dot, x_dot, cache):
+    """layer.apply_jvp, or a clear error for a layer that has no tangent rules."""
+    if not callable(getattr(layer, "apply_jvp", None)) or not callable(getattr(layer, "apply_backward_jvp", None)):
+        raise LayerInputError(layer, "has no tangent rules (apply_jvp / apply_backward_jvp), so jvp, "
+                                     "backward_jvp and the gradient penalties cannot run through it")
+    return layer.apply_jvp(params, params_dot, x_dot, cache)
+
 
 def _is_layer(obj):
     return all(callable(getattr(obj, m, None)) for m in ("init", "apply", "apply_backward"))
@@ -85,10 +123,19 @@ def _merge_trees(params, state):
 
 
 class Tape(NamedTuple):
-    """What a forward pass leaves for its backward: the layers' caches and the output shape."""
+    """What a forward pass leaves for its backward: the layers' caches and the shapes."""
     owner: int
     caches: list
     out_shape: tuple
+    in_shape: tuple = ()
+
+
+class TangentTape(NamedTuple):
+    """What ``Sequential.jvp`` leaves for ``backward_jvp``: the tangent caches, the parameter
+    tangents (nested like the parameters) and the primal tape's cache list it belongs to."""
+    primal: list
+    tcaches: list
+    params_dot: dict
 
 
 _FREED = object()   # a cache entry released by backward(free_tape=True)
@@ -168,6 +215,35 @@ class Sequential(Layer):
             caches[:] = [_FREED] * len(caches)
         return (dy if input_grad else None), grads
 
+    def apply_jvp(self, params, params_dot, x_dot, caches):
+        """The layers' tangents, first to last: -> (y_dot, tangent caches).  None tangents are zero."""
+        tcaches = []
+        for i, layer in enumerate(self.layers):
+            try:
+                x_dot, tcache = _layer_jvp(layer, params[str(i)], params_dot.get(str(i), {}), x_dot, caches[i])
+            except LayerInputError as e:
+                raise e.at(i) from None
+            tcaches.append(tcache)
+        return x_dot, tcaches
+
+    def apply_backward_jvp(self, params, params_dot, dy, dy_dot, caches, tcaches, param_grads=True, input_grad=True):
+        """The backward's tangent, last layer to first.  Each layer needs its own upstream gradient
+        dy, so the primal backward (dx only: no weight-gradient work) runs alongside, one layer
+        behind.  ``input_grad=False`` stops at the first layer with parameters, as apply_backward."""
+        grads, first = {}, 0
+        if not input_grad:
+            first = next((i for i in range(len(self.layers)) if flatten_tree(params[str(i)])), len(self.layers))
+        for i in range(len(self.layers) - 1, first - 1, -1):
+            layer, p = self.layers[i], params[str(i)]
+            dx_dot, g = layer.apply_backward_jvp(p, params_dot.get(str(i), {}), dy, dy_dot, caches[i], tcaches[i],
+                                                 param_grads, i > first or input_grad)
+            if i > first:
+                dy, _ = layer.apply_backward(p, dy, caches[i], False)
+            dy_dot = dx_dot
+            if g:
+                grads[str(i)] = g
+        return (dy_dot if input_grad else None), grads
+
     def __repr__(self):
         body = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential({body}\n)"
@@ -201,7 +277,7 @@ class Sequential(Layer):
             raise LayerInputError(self._short(), f"the input lives on {'cupy' if is_cupy_array(x) else 'numpy'} "
                                                  f"but the network on {self.backend}; call net.to(...) or move the input")
         y, caches = self.apply(self.params, self.state, x, train, self.rng if rng is None else rng)
-        return y, Tape(id(self), caches, tuple(y.shape))
+        return y, Tape(id(self), caches, tuple(y.shape), tuple(x.shape))
 
     def __call__(self, x, train=False):
         """The output alone (eval mode by default): y = net(x)."""
@@ -215,17 +291,8 @@ class Sequential(Layer):
         and returned.  ``free_tape=True`` releases each layer's cache as soon as its backward has
         run, which lowers the peak memory (as torch frees its graph during backward unless
         retain_graph); the tape cannot be used again."""
-        if not isinstance(tape, Tape) or tape.owner != id(self):
-            raise ValueError("Sequential.backward: the tape was not made by this network's forward")
-        if any(c is _FREED for c in tape.caches):
-            raise ValueError("Sequential.backward: this tape was freed by an earlier backward(free_tape=True); "
-                             "run the forward again, or keep the tape with free_tape=False")
-        if tuple(dy.shape) != tape.out_shape:
-            raise ValueError(f"Sequential.backward: dy has shape {tuple(dy.shape)}, but the forward output "
-                             f"had shape {tape.out_shape}")
-        if dy.dtype != self.dtype:
-            raise TypeError(f"Sequential.backward: dy has dtype {dy.dtype}, but the network computes in "
-                            f"{self.dtype}; gradients would silently change precision")
+        self._check_tape("backward", tape)
+        self._check_array("backward", "dy", dy, tape.out_shape, "the forward output")
         if not (param_grads or input_grad):
             raise ValueError("Sequential.backward: param_grads=False and input_grad=False leave nothing to compute")
         dx, nested = self.apply_backward(self.params, dy, tape.caches, param_grads, input_grad, free_tape)
@@ -239,6 +306,93 @@ class Sequential(Layer):
             else:
                 grads[k] = g
         return dx, grads
+
+    def jvp(self, tape, x_dot=None, params_dot=None):
+        """-> (y_dot, ttape): the tangent of the forward that made ``tape``, along the input tangent
+        ``x_dot`` (the input's shape) and the parameter tangents ``params_dot`` ({name: array} keyed
+        like ``parameters()``); None, or a missing key, is a zero tangent.  Pearlmutter's R-operator:
+        y_dot = d/dt y(x + t x_dot, params + t params_dot) at t = 0, layer by layer with each
+        op's *_jvp (the formulas sit beside each op in minigan.ops).  In train mode the batch
+        statistics move with x (their tangent is included); dropout keeps the tape's mask.
+        ``ttape`` feeds ``backward_jvp``."""
+        self._check_tape("jvp", tape)
+        if x_dot is not None:
+            self._check_array("jvp", "x_dot", x_dot, tape.in_shape, "the forward input")
+        nested = self._nest_tangents(params_dot)
+        y_dot, tcaches = self.apply_jvp(self.params, nested, x_dot, tape.caches)
+        if y_dot is None:
+            y_dot = get_xp(*self._flat.values()).zeros(tape.out_shape, dtype=self.dtype)
+        return y_dot, TangentTape(tape.caches, tcaches, nested)
+
+    def backward_jvp(self, dy, tape, ttape, dy_dot=None, param_grads=True, input_grad=True):
+        """-> (dx_dot, grads_dot): the tangent of ``backward(dy, tape)`` along the tangents given
+        to ``jvp`` (which made ``ttape`` from ``tape``) and ``dy_dot`` (None: zero), i.e. the
+        Hessian-vector products  dx_dot = H_xx x_dot + H_xp p_dot + J^T dy_dot  and
+        grads_dot = H_px x_dot + H_pp p_dot + (dgrads/ddy) dy_dot  of the scalar <dy, y>.
+        ``grads_dot`` is keyed like ``parameters()`` (zeros where the tangent vanishes).
+        ``param_grads=False`` / ``input_grad=False`` skip grads_dot / dx_dot (returned {} / None)."""
+        self._check_tape("backward_jvp", tape)
+        if not isinstance(ttape, TangentTape) or ttape.primal is not tape.caches:
+            raise ValueError("Sequential.backward_jvp: ttape was not made by jvp from this tape "
+                             "(run net.jvp(tape, ...) on the same tape first)")
+        self._check_array("backward_jvp", "dy", dy, tape.out_shape, "the forward output")
+        if dy_dot is not None:
+            self._check_array("backward_jvp", "dy_dot", dy_dot, tape.out_shape, "the forward output")
+        if not (param_grads or input_grad):
+            raise ValueError("Sequential.backward_jvp: param_grads=False and input_grad=False leave nothing to compute")
+        dx_dot, nested = self.apply_backward_jvp(self.params, ttape.params_dot, dy, dy_dot, tape.caches,
+                                                 ttape.tcaches, param_grads, input_grad)
+        xp = get_xp(dy)
+        if input_grad and dx_dot is None:
+            dx_dot = xp.zeros(tape.in_shape, dtype=self.dtype)
+        if not param_grads:
+            return dx_dot, {}
+        flat = flatten_tree(nested)
+        return dx_dot, {k: flat[k] if k in flat else xp.zeros_like(p) for k, p in self._flat.items()}
+
+    def _nest_tangents(self, params_dot):
+        """{name: array or None} -> a tree like ``self.params`` (zero tangents left out), validated."""
+        if params_dot is None:
+            return {}
+        if not isinstance(params_dot, dict):
+            raise TypeError(f"Sequential.jvp: params_dot must be a dict keyed like parameters(), "
+                            f"got {type(params_dot).__name__}")
+        unknown = [k for k in params_dot if k not in self._flat]
+        if unknown:
+            raise KeyError(f"Sequential.jvp: params_dot has keys {unknown} that are not parameters of this "
+                           f"network; expected some of {list(self._flat)}")
+        nested = {}
+        for name, a in params_dot.items():
+            if a is None:
+                continue
+            self._check_array("jvp", f"params_dot[{name!r}]", a, self._flat[name].shape, f"parameter {name!r}")
+            *path, leaf = name.split(".")
+            node = nested
+            for part in path:
+                node = node.setdefault(part, {})
+            node[leaf] = a
+        return nested
+
+    def _check_tape(self, where, tape):
+        if not isinstance(tape, Tape) or tape.owner != id(self):
+            raise ValueError(f"Sequential.{where}: the tape was not made by this network's forward")
+        if any(c is _FREED for c in tape.caches):
+            raise ValueError(f"Sequential.{where}: this tape was freed by an earlier backward(free_tape=True); "
+                             "run the forward again, or keep the tape with free_tape=False")
+
+    def _check_array(self, where, name, a, shape, what):
+        """``a`` must be an array of ``shape``, the net's dtype and backend."""
+        if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+            raise TypeError(f"Sequential.{where}: {name} must be an array, got {type(a).__name__}")
+        if tuple(a.shape) != tuple(shape):
+            raise ValueError(f"Sequential.{where}: {name} has shape {tuple(a.shape)}, but {what} "
+                             f"has shape {tuple(shape)}")
+        if a.dtype != self.dtype:
+            raise TypeError(f"Sequential.{where}: {name} has dtype {a.dtype}, but the network computes in "
+                            f"{self.dtype}; gradients would silently change precision")
+        if is_cupy_array(a) != (self.backend == "cupy"):
+            raise BackendError(f"Sequential.{where}: {name} lives on {'cupy' if is_cupy_array(a) else 'numpy'} "
+                               f"but the network on {self.backend}; move it with minigan.to_backend")
 
     def _short(self):
         return _Named(f"Sequential({len(self.layers)} layers, {self.dtype}, {self.backend})")
@@ -290,4 +444,4 @@ def _to_array(v):
 
 
 # layers whose apply_backward takes input_grad=False (skip the input gradient's work)
-_SKIPS_INPUT_GRAD = (Linear, Conv2d, ConvTranspose2d, Sequential)
+_SKIPS_INPUT_GRAD = (Linear, Conv2d, ConvTranspose2d, SpectralNorm, Sequential)

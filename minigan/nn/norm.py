@@ -61,6 +61,14 @@ class _BatchNorm(Layer):
         dx, dw, db = norm_ops.batch_norm_backward(dy, cache, param_grads)
         return dx, _grads(weight=dw, bias=db)
 
+    def apply_jvp(self, params, params_dot, x_dot, cache):
+        return norm_ops.batch_norm_jvp(x_dot, params_dot.get("weight"), params_dot.get("bias"), cache)
+
+    def apply_backward_jvp(self, params, params_dot, dy, dy_dot, cache, tcache, param_grads=True, input_grad=True):
+        dx, dw, db = norm_ops.batch_norm_backward_jvp(dy, dy_dot, params_dot.get("weight"), cache, tcache,
+                                                      param_grads, input_grad)
+        return dx, _grads(weight=dw, bias=db)
+
 
 class BatchNorm1d(_BatchNorm):
     """Batch normalisation over (N, C) or (N, C, L) input; statistics per channel C."""
@@ -105,4 +113,12 @@ class LayerNorm(Layer):
 
     def apply_backward(self, params, dy, cache, param_grads):
         dx, dw, db = norm_ops.layer_norm_backward(dy, cache, param_grads)
+        return dx, _grads(weight=dw, bias=db)
+
+    def apply_jvp(self, params, params_dot, x_dot, cache):
+        return norm_ops.layer_norm_jvp(x_dot, params_dot.get("weight"), params_dot.get("bias"), cache)
+
+    def apply_backward_jvp(self, params, params_dot, dy, dy_dot, cache, tcache, param_grads=True, input_grad=True):
+        dx, dw, db = norm_ops.layer_norm_backward_jvp(dy, dy_dot, params_dot.get("weight"), cache, tcache,
+                                                      param_grads, input_grad)
         return dx, _grads(weight=dw, bias=db)

@@ -21,6 +21,13 @@ class Flatten(Layer):
     def apply_backward(self, params, dy, in_shape, param_grads):
         return dy.reshape(in_shape), {}
 
+    def apply_jvp(self, params, params_dot, x_dot, in_shape):
+        """Linear: y_dot = flatten(x_dot)."""
+        return (None if x_dot is None else self.apply(params, {}, x_dot, False, None)[0]), None
+
+    def apply_backward_jvp(self, params, params_dot, dy, dy_dot, in_shape, tcache, param_grads=True, input_grad=True):
+        return (None if dy_dot is None else dy_dot.reshape(in_shape)), {}
+
 
 class Reshape(Layer):
     """x (N, ...) -> (N, *shape); ``shape`` excludes the batch axis (one entry may be -1)."""
@@ -46,6 +53,8 @@ class Reshape(Layer):
     def apply_backward(self, params, dy, in_shape, param_grads):
         return dy.reshape(in_shape), {}
 
+    apply_jvp, apply_backward_jvp = Flatten.apply_jvp, Flatten.apply_backward_jvp
+
 
 class Upsample(Layer):
     """Nearest-neighbour upsampling by an integer ``scale_factor`` (int or pair)."""
@@ -68,6 +77,12 @@ class Upsample(Layer):
 
     def apply_backward(self, params, dy, cache, param_grads):
         return pool_ops.upsample_nearest_backward(dy, cache), {}
+
+    def apply_jvp(self, params, params_dot, x_dot, cache):
+        return pool_ops.upsample_nearest_jvp(x_dot, self.scale_factor), None
+
+    def apply_backward_jvp(self, params, params_dot, dy, dy_dot, cache, tcache, param_grads=True, input_grad=True):
+        return pool_ops.upsample_nearest_backward_jvp(dy_dot, cache), {}
 
 
 class AvgPool2d(Layer):
@@ -93,3 +108,9 @@ class AvgPool2d(Layer):
 
     def apply_backward(self, params, dy, cache, param_grads):
         return pool_ops.avg_pool2d_backward(dy, cache), {}
+
+    def apply_jvp(self, params, params_dot, x_dot, cache):
+        return pool_ops.avg_pool2d_jvp(x_dot, self.kernel_size, self.stride, self.padding, self.count_include_pad), None
+
+    def apply_backward_jvp(self, params, params_dot, dy, dy_dot, cache, tcache, param_grads=True, input_grad=True):
+        return pool_ops.avg_pool2d_backward_jvp(dy_dot, cache), {}

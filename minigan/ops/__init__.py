@@ -8,6 +8,8 @@ instead of being broadcast silently.  An op module holds the reference math only
 """
 import functools
 
+from ..backend import get_xp
+
 
 def check_dout(op, dout, shape):
     """Raise if ``dout`` does not have the forward output's ``shape``."""
@@ -40,3 +42,35 @@ def fast_twin(twin):
         op.reference = reference
         return op
     return bind
+
+
+# ---------------------------------------------------------------- tangents
+# A tangent argument may be None, meaning zero: the term it would contribute is skipped, and a
+# tangent function returns None for a result that is identically zero (so a net whose input has
+# no tangent does no work for it in the layers before the first one with a parameter tangent).
+
+def add(a, b):
+    """a + b, where None stands for zero (None + None = None)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b
+
+
+def scaled(a, s):
+    """a * s, None (zero) stays None."""
+    return None if a is None else a * s
+
+
+def with_bias(y_dot, b_dot, shape, axis):
+    """y_dot + b_dot broadcast along ``axis`` of ``shape`` (b_dot None: y_dot as it is; y_dot
+    None: b_dot broadcast into a new array of ``shape``)."""
+    if b_dot is None:
+        return y_dot
+    bshape = [1] * len(shape)
+    bshape[axis] = -1
+    b = b_dot.reshape(bshape)
+    if y_dot is None:
+        return get_xp(b_dot).zeros(shape, dtype=b_dot.dtype) + b
+    return y_dot + b

@@ -1,5 +1,5 @@
 """Elementwise nonlinearities. Each cache holds what its derivative needs and nothing more."""
-from . import _numba, check_dout, fast_twin
+from . import _numba, add, check_dout, fast_twin
 from ..backend import get_xp
 
 
@@ -93,3 +93,55 @@ def sigmoid_backward(dy, y):
     """dx = dy * y (1 - y)"""
     check_dout("sigmoid_backward", dy, y.shape)
     return dy * y * (1 - y)
+
+
+# ---------------------------------------------------------------- tangents
+# ReLU and LeakyReLU have diagonal, piecewise-constant Jacobians: the tangent of the forward is the
+# backward's product applied to x_dot, and the backward's tangent is that product applied to dy_dot
+# (their second derivative is 0 away from the kink).  Tanh and Sigmoid have curvature: their
+# backward's tangent gains a term in dy y_dot.  None tangents are zero; a zero result is None.
+
+def relu_jvp(x_dot, y):
+    """y_dot = x_dot [x > 0]"""
+    return None if x_dot is None else gate(x_dot, y, x_dot.dtype.type(0))
+
+
+def relu_backward_jvp(dy, dy_dot, y, y_dot):
+    """dx_dot = dy_dot [x > 0]   (d[x > 0] = 0 almost everywhere)"""
+    return relu_jvp(dy_dot, y)
+
+
+def leaky_relu_jvp(x_dot, cache):
+    """y_dot = x_dot (1 if x > 0 else slope)"""
+    return None if x_dot is None else leaky_relu_backward(x_dot, cache)
+
+
+def leaky_relu_backward_jvp(dy, dy_dot, cache, y_dot):
+    """dx_dot = dy_dot (1 if x > 0 else slope)"""
+    return leaky_relu_jvp(dy_dot, cache)
+
+
+def tanh_jvp(x_dot, y):
+    """y_dot = x_dot (1 - y^2)"""
+    return None if x_dot is None else x_dot * (1 - y * y)
+
+
+def tanh_backward_jvp(dy, dy_dot, y, y_dot):
+    """dx = dy (1 - y^2)  ->  dx_dot = dy_dot (1 - y^2) - 2 dy y y_dot"""
+    dx_dot = tanh_jvp(dy_dot, y)
+    if y_dot is None:
+        return dx_dot
+    return add(dx_dot, -2 * dy * y * y_dot)
+
+
+def sigmoid_jvp(x_dot, y):
+    """y_dot = x_dot y (1 - y)"""
+    return None if x_dot is None else x_dot * y * (1 - y)
+
+
+def sigmoid_backward_jvp(dy, dy_dot, y, y_dot):
+    """dx = dy y (1 - y)  ->  dx_dot = dy_dot y (1 - y) + dy (1 - 2 y) y_dot"""
+    dx_dot = sigmoid_jvp(dy_dot, y)
+    if y_dot is None:
+        return dx_dot
+    return add(dx_dot, dy * (1 - 2 * y) * y_dot)

@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 
-from . import _numba, accurate_sum, check_dout, fast_twin
+from . import _numba, accurate_sum, add, check_dout, fast_twin, with_bias
 from ..backend import as_strided, get_xp
 
 
@@ -334,3 +334,74 @@ def conv_transpose2d_backward(dy, cache, param_grads=True, input_grad=True):
         return dx, None, None
     dbias = accurate_sum(dy, (0, 2, 3)) if has_bias else None
     return dx, _weight_from_rows(dw2, (ci, co, kh, kw)), dbias
+
+
+# ---------------------------------------------------------------- tangents
+# Both convolutions are bilinear in (x, W), so each tangent is the op itself applied to the other
+# pairing: y_dot = f(x_dot, W) + f(x, W_dot) + b_dot, and since the backward of a bilinear op is
+# bilinear in (dy, (x, W)) too, its tangent is two backwards: bwd(dy_dot; x, W) + bwd(dy; x_dot, W_dot).
+
+def _backward_pair(backward, dy, dy_dot, cache, tangent_cache, x_dot, w_dot, param_grads, input_grad):
+    """bwd(dy_dot; x, W) + bwd(dy; x_dot, W_dot), the second term's bias gradient left out and each
+    of its two parts computed only when its tangent is non-zero:
+        dx_dot = bwd_data(dy_dot, W) + bwd_data(dy, W_dot)
+        dW_dot = bwd_filter(x, dy_dot) + bwd_filter(x_dot, dy);   db_dot = sum dy_dot"""
+    dx1 = dw1 = db1 = dx2 = dw2 = None
+    if dy_dot is not None:
+        dx1, dw1, db1 = backward(dy_dot, cache, param_grads, input_grad)
+    want_dx, want_dw = input_grad and w_dot is not None, param_grads and x_dot is not None
+    if want_dx or want_dw:
+        dx2, dw2, _ = backward(dy, tangent_cache, want_dw, want_dx)
+    return add(dx1, dx2), add(dw1, dw2), db1
+
+
+def conv2d_jvp(x_dot, w_dot, b_dot, cache):
+    """y_dot = conv(x_dot, W) + conv(x, W_dot) + b_dot   (None tangents are zero)."""
+    x, weight, _, _, stride, pads, dilation, out_hw = cache
+    y_dot = add(None if x_dot is None else conv2d_forward(x_dot, weight, None, stride, pads, dilation)[0],
+                None if w_dot is None else conv2d_forward(x, w_dot, None, stride, pads, dilation)[0])
+    return with_bias(y_dot, b_dot, (x.shape[0], weight.shape[0]) + tuple(out_hw), 1)
+
+
+def conv2d_backward_jvp(dy, dy_dot, x_dot, w_dot, cache, param_grads=True, input_grad=True):
+    """The tangent of conv2d_backward along (x_dot, W_dot, dy_dot), by bilinearity:
+        dx_dot = bwd_data(dy_dot, W) + bwd_data(dy, W_dot)
+        dW_dot = bwd_filter(x, dy_dot) + bwd_filter(x_dot, dy);   db_dot = sum_{n,oh,ow} dy_dot
+    -> (dx_dot, dW_dot, db_dot), None for a zero (or not asked for) result."""
+    x, weight = cache[:2]
+    tangent_cache = (x if x_dot is None else x_dot, weight if w_dot is None else w_dot, False) + cache[3:]
+    return _backward_pair(conv2d_backward, dy, dy_dot, cache, tangent_cache, x_dot, w_dot, param_grads, input_grad)
+
+
+def _transpose_geometry(cache):
+    """(stride, padding, dilation, output_padding) of the conv_transpose2d_forward call that made ``cache``."""
+    _, weight, _, x_shape, kernel, stride, pads, dilation, out_hw = cache
+    padding = (pads[0][0], pads[1][0])
+    plain = [conv_transpose_out_size(s, k, st, p, d, 0) for s, k, st, p, d
+             in zip(x_shape[2:], kernel, stride, padding, dilation)]
+    return stride, padding, dilation, tuple(o - p for o, p in zip(out_hw, plain))
+
+
+def conv_transpose2d_jvp(x_dot, w_dot, b_dot, cache):
+    """y_dot = convT(x_dot, W) + convT(x, W_dot) + b_dot   (None tangents are zero)."""
+    x2, weight, _, x_shape, _, _, _, _, out_hw = cache
+    geometry = _transpose_geometry(cache)
+    y_dot = None
+    if x_dot is not None:
+        y_dot = conv_transpose2d_forward(x_dot, weight, None, *geometry)[0]
+    if w_dot is not None:
+        x = x2.reshape(x_shape[0], x_shape[2], x_shape[3], x_shape[1]).transpose(0, 3, 1, 2)
+        y_dot = add(y_dot, conv_transpose2d_forward(x, w_dot, None, *geometry)[0])
+    return with_bias(y_dot, b_dot, (x_shape[0], weight.shape[1]) + tuple(out_hw), 1)
+
+
+def conv_transpose2d_backward_jvp(dy, dy_dot, x_dot, w_dot, cache, param_grads=True, input_grad=True):
+    """The tangent of conv_transpose2d_backward along (x_dot, W_dot, dy_dot), by bilinearity:
+        dx_dot = conv(dy_dot, W) + conv(dy, W_dot)       (the backward-data of convT is a convolution)
+        dW_dot = bwd_W(x, dy_dot) + bwd_W(x_dot, dy);   db_dot = sum_{n,oh,ow} dy_dot
+    -> (dx_dot, dW_dot, db_dot), None for a zero (or not asked for) result."""
+    x2, weight = cache[:2]
+    x2_dot = x2 if x_dot is None else nhwc(x_dot).reshape(x2.shape)
+    tangent_cache = (x2_dot, weight if w_dot is None else w_dot, False) + cache[3:]
+    return _backward_pair(conv_transpose2d_backward, dy, dy_dot, cache, tangent_cache, x_dot, w_dot,
+                          param_grads, input_grad)

@@ -3,7 +3,8 @@
 
 References: Ioffe & Szegedy (2015); Ba, Kiros & Hinton (2016); torch.nn.BatchNorm2d / LayerNorm docs.
 """
-from . import _numba, accurate_sum, check_dout, fast_twin
+from . import _numba, accurate_sum, add, check_dout, fast_twin, scaled
+from ..backend import get_xp
 
 
 def normalize_forward(x, axes, eps):
@@ -135,3 +136,130 @@ def layer_norm_backward(dy, cache, param_grads=True):
     dweight = accurate_sum(dy * xhat, batch_axes) if weight is not None else None
     dbias = accurate_sum(dy, batch_axes) if has_bias else None
     return dx, dweight, dbias
+
+
+# ---------------------------------------------------------------- tangents
+# The normalisation's Jacobian is symmetric: d xhat = invstd P(dx) with the projection
+# P(u) = u - mean(u) - xhat mean(xhat u), the same P as in normalize_backward (dx = invstd P(dxhat)).
+
+def _mean(u, axes, m):
+    return accurate_sum(u, axes, keepdims=True) / m
+
+
+def normalize_jvp(x_dot, xhat, invstd, axes):
+    """The tangent of normalize_forward along x_dot, with M elements per statistic:
+        mean_dot   = mean(x_dot)
+        var_dot    = 2 mean((x - mean) x_dot) = 2 mean(xhat x_dot) / invstd
+        invstd_dot = -1/2 invstd^3 var_dot = -invstd^2 mean(xhat x_dot)
+        xhat_dot   = (x_dot - mean_dot) invstd + (x - mean) invstd_dot = invstd P(x_dot)
+    -> (xhat_dot, invstd_dot); both None when x_dot is None."""
+    if x_dot is None:
+        return None, None
+    m = xhat.size // invstd.size
+    c = _mean(xhat * x_dot, axes, m)                     # mean(xhat x_dot)
+    xhat_dot = (x_dot - _mean(x_dot, axes, m) - xhat * c) * invstd
+    return xhat_dot, -invstd * invstd * c
+
+
+def normalize_backward_jvp(dxhat, dxhat_dot, xhat, xhat_dot, invstd, invstd_dot, axes):
+    """The tangent of dx = invstd P(dxhat), P(u) = u - mean(u) - xhat mean(xhat u), along
+    (dxhat_dot, xhat_dot, invstd_dot):
+        dx_dot = invstd_dot P(dxhat)
+               + invstd [ dxhat_dot - mean(dxhat_dot) - xhat_dot mean(xhat dxhat)
+                          - xhat (mean(xhat_dot dxhat) + mean(xhat dxhat_dot)) ]
+    None tangents are zero; None when all are."""
+    if dxhat_dot is None and xhat_dot is None:
+        return None
+    m = xhat.size // invstd.size
+    inner = 0
+    if dxhat_dot is not None:
+        inner = dxhat_dot - _mean(dxhat_dot, axes, m) - xhat * _mean(xhat * dxhat_dot, axes, m)
+    if xhat_dot is not None:
+        inner = inner - xhat_dot * _mean(xhat * dxhat, axes, m) - xhat * _mean(xhat_dot * dxhat, axes, m)
+    dx_dot = inner * invstd
+    if invstd_dot is not None:
+        dx_dot += (dxhat - _mean(dxhat, axes, m) - xhat * _mean(xhat * dxhat, axes, m)) * invstd_dot
+    return dx_dot
+
+
+def _affine_jvp(xhat, xhat_dot, gamma, gamma_dot, beta_dot):
+    """y = gamma xhat + beta  ->  y_dot = gamma xhat_dot + gamma_dot xhat + beta_dot
+    (gamma None: no affine map; gamma, gamma_dot, beta_dot already shaped to broadcast)."""
+    y_dot = None if xhat_dot is None else (xhat_dot if gamma is None else xhat_dot * gamma)
+    y_dot = add(y_dot, None if gamma_dot is None else xhat * gamma_dot)
+    if beta_dot is not None:
+        y_dot = get_xp(xhat).zeros_like(xhat) + beta_dot if y_dot is None else y_dot + beta_dot
+    return y_dot
+
+
+def batch_norm_jvp(x_dot, w_dot, b_dot, cache):
+    """The tangent of batch_norm_forward along (x_dot, gamma_dot, beta_dot), per channel:
+        train: xhat_dot, invstd_dot = normalize_jvp(x_dot)  (batch statistics move with x)
+        eval:  xhat_dot = x_dot invstd,  invstd_dot = 0      (running statistics are constants)
+        y_dot = gamma xhat_dot + gamma_dot xhat + beta_dot
+    -> (y_dot, (xhat_dot, invstd_dot)) (the second part is the tangent cache for the backward's tangent).
+    The running statistics are buffers, not functions of the parameters: they have no tangent."""
+    xhat, invstd, weight, train, axes = cache
+    if train:
+        xhat_dot, invstd_dot = normalize_jvp(x_dot, xhat, invstd, axes)
+    else:
+        xhat_dot, invstd_dot = scaled(x_dot, invstd), None
+    shape = invstd.shape
+    resh = (lambda a: None if a is None else a.reshape(shape))
+    return _affine_jvp(xhat, xhat_dot, resh(weight), resh(w_dot), resh(b_dot)), (xhat_dot, invstd_dot)
+
+
+def batch_norm_backward_jvp(dy, dy_dot, w_dot, cache, tangent_cache, param_grads=True, input_grad=True):
+    """The tangent of batch_norm_backward along (x_dot, gamma_dot, beta_dot, dy_dot):
+        dxhat_dot  = gamma dy_dot + gamma_dot dy
+        train: dx_dot = normalize_backward_jvp(...);   eval: dx_dot = dxhat_dot invstd
+        dgamma_dot = sum(dy_dot xhat + dy xhat_dot);   dbeta_dot = sum(dy_dot)
+    -> (dx_dot, dgamma_dot, dbeta_dot), None for a zero (or not asked for) result."""
+    xhat, invstd, weight, train, axes = cache
+    xhat_dot, invstd_dot = tangent_cache
+    gamma = None if weight is None else weight.reshape(invstd.shape)
+    dxhat = dy if gamma is None else dy * gamma
+    dxhat_dot = add(scaled(dy_dot, 1 if gamma is None else gamma),
+                    None if w_dot is None else dy * w_dot.reshape(invstd.shape))
+    dx_dot = None
+    if input_grad:
+        if train:
+            dx_dot = normalize_backward_jvp(dxhat, dxhat_dot, xhat, xhat_dot, invstd, invstd_dot, axes)
+        else:
+            dx_dot = scaled(dxhat_dot, invstd)
+    if not param_grads or weight is None:
+        return dx_dot, None, None
+    dgamma_dot = add(None if dy_dot is None else dy_dot * xhat, None if xhat_dot is None else dy * xhat_dot)
+    dgamma_dot = None if dgamma_dot is None else accurate_sum(dgamma_dot, axes)
+    dbeta_dot = None if dy_dot is None else accurate_sum(dy_dot, axes)
+    return dx_dot, dgamma_dot, dbeta_dot
+
+
+def layer_norm_jvp(x_dot, w_dot, b_dot, cache):
+    """The tangent of layer_norm_forward (statistics per sample):
+        xhat_dot, invstd_dot = normalize_jvp(x_dot);   y_dot = gamma xhat_dot + gamma_dot xhat + beta_dot
+    -> (y_dot, (xhat_dot, invstd_dot))."""
+    xhat, invstd, weight, _, axes = cache
+    xhat_dot, invstd_dot = normalize_jvp(x_dot, xhat, invstd, axes)
+    return _affine_jvp(xhat, xhat_dot, weight, w_dot, b_dot), (xhat_dot, invstd_dot)
+
+
+def layer_norm_backward_jvp(dy, dy_dot, w_dot, cache, tangent_cache, param_grads=True, input_grad=True):
+    """The tangent of layer_norm_backward:
+        dxhat_dot = gamma dy_dot + gamma_dot dy;   dx_dot = normalize_backward_jvp(...)
+        dgamma_dot = sum_batch(dy_dot xhat + dy xhat_dot);   dbeta_dot = sum_batch(dy_dot)
+    -> (dx_dot, dgamma_dot, dbeta_dot), None for a zero (or not asked for) result."""
+    xhat, invstd, weight, has_bias, axes = cache
+    xhat_dot, invstd_dot = tangent_cache
+    dxhat = dy if weight is None else dy * weight
+    dxhat_dot = add(scaled(dy_dot, 1 if weight is None else weight), None if w_dot is None else dy * w_dot)
+    dx_dot = normalize_backward_jvp(dxhat, dxhat_dot, xhat, xhat_dot, invstd, invstd_dot, axes) if input_grad else None
+    if not param_grads:
+        return dx_dot, None, None
+    batch_axes = tuple(range(xhat.ndim - len(axes)))
+    dgamma_dot = None
+    if weight is not None:
+        dgamma_dot = add(None if dy_dot is None else dy_dot * xhat, None if xhat_dot is None else dy * xhat_dot)
+        dgamma_dot = None if dgamma_dot is None else accurate_sum(dgamma_dot, batch_axes)
+    dbeta_dot = accurate_sum(dy_dot, batch_axes) if has_bias and dy_dot is not None else None
+    return dx_dot, dgamma_dot, dbeta_dot

@@ -98,3 +98,27 @@ def upsample_nearest_backward(dy, cache):
     if _channels_last(dy):
         return dy.transpose(0, 2, 3, 1).reshape(n, h, sh, w, sw, c).sum(axis=(2, 4)).transpose(0, 3, 1, 2)
     return dy.reshape(n, c, h, sh, w, sw).sum(axis=(3, 5))
+
+
+# ---------------------------------------------------------------- tangents
+# Both ops are linear in x: the tangent of the forward is the forward of the tangent, and the
+# tangent of the backward (linear in dy, independent of x) is the backward of dy_dot.
+
+def avg_pool2d_jvp(x_dot, kernel, stride, padding, count_include_pad=True):
+    """y_dot = avg_pool2d(x_dot)   (None: zero)"""
+    return None if x_dot is None else avg_pool2d_forward(x_dot, kernel, stride, padding, count_include_pad)[0]
+
+
+def avg_pool2d_backward_jvp(dy_dot, cache):
+    """dx_dot = avg_pool2d_backward(dy_dot)"""
+    return None if dy_dot is None else avg_pool2d_backward(dy_dot, cache)
+
+
+def upsample_nearest_jvp(x_dot, scale):
+    """y_dot = upsample(x_dot)"""
+    return None if x_dot is None else upsample_nearest_forward(x_dot, scale)[0]
+
+
+def upsample_nearest_backward_jvp(dy_dot, cache):
+    """dx_dot = upsample_nearest_backward(dy_dot)"""
+    return None if dy_dot is None else upsample_nearest_backward(dy_dot, cache)
