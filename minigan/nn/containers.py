@@ -386,7 +386,7 @@ class Sequential(Layer):
             raise TypeError(f"Sequential.{where}: {name} must be an array, got {type(a).__name__}")
         if tuple(a.shape) != tuple(shape):
             raise ValueError(f"Sequential.{where}: {name} has shape {tuple(a.shape)}, but {what} "
-                             f"has shape {tuple(shape)}")
+                             f"had shape {tuple(shape)}")
         if a.dtype != self.dtype:
             raise TypeError(f"Sequential.{where}: {name} has dtype {a.dtype}, but the network computes in "
                             f"{self.dtype}; gradients would silently change precision")
