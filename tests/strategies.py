@@ -1,4 +1,5 @@
 """Hypothesis strategies: one draws a (layer, input shape) pair per layer type."""
+import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
@@ -127,3 +128,22 @@ ALL_CASES = {
     "upsample": upsample_case(), "activation": activation_case(), "residual": residual_case(),
     "shape": shape_case(),
 }
+
+
+@st.composite
+def spectral_norm_case(draw):
+    inner, shape = draw(st.one_of(linear_case(), conv_case(), conv_transpose_case()))
+    # a one-element weight has W_sn = +-1 whatever W is: every derivative is 0, a degenerate check
+    assume(inner.init(np.random.default_rng(0), np.float64)[0]["weight"].size > 1)
+    return nn.SpectralNorm(inner, n_power_iterations=draw(st.integers(1, 3)),
+                           eps=draw(st.sampled_from([1e-12, 1e-4]))), shape
+
+
+@st.composite
+def dropout_case(draw):
+    return [nn.Linear(3, 4), nn.Tanh(), nn.Dropout(draw(st.sampled_from([0.0, 0.3, 0.7]))), nn.Linear(4, 2)], \
+        (draw(st.integers(1, 4)), 3)
+
+
+# the layers with tangents (jvp / backward_jvp): every layer; dropout has no torch parity (masks differ)
+SECOND_ORDER_CASES = {**ALL_CASES, "spectral_norm": spectral_norm_case(), "dropout": dropout_case()}

@@ -12,6 +12,8 @@ def torch_twin(layer):
     tnn = torch.nn
     if isinstance(layer, nn.Sequential):
         return tnn.Sequential(*[torch_twin(m) for m in layer.layers])
+    if isinstance(layer, nn.SpectralNorm):
+        return tnn.utils.spectral_norm(torch_twin(layer.layer), "weight", layer.n_power_iterations, layer.eps, layer.dim)
     if isinstance(layer, nn.Linear):
         return tnn.Linear(layer.in_features, layer.out_features, bias=layer.bias)
     if isinstance(layer, nn.Conv2d):
