@@ -9,7 +9,7 @@ import numpy as np
 from . import nn
 from .backend import BackendError, has_cupy, to_backend, xp_for
 from .gan.losses import OBJECTIVES, gan_objective
-from .gradcheck import check_loss, check_net
+from .gradcheck import check_jvp, check_loss, check_net, rel_error
 from .ops.losses import bce_with_logits
 
 TOLERANCE = 1e-7
@@ -53,21 +53,25 @@ def layer_cases():
         ("Residual", "conv-BN-ReLU-conv + 1x1 conv shortcut",
          nn.Residual(nn.Sequential(C(2, 3, 3, padding=1, bias=False), nn.BatchNorm2d(3), nn.ReLU(), C(3, 3, 3, padding=1), _init=False),
                      C(2, 3, 1)), (2, 2, 4, 4), True),
+        ("SpectralNorm", "Conv2d k3 p1, train", nn.SpectralNorm(C(2, 3, 3, padding=1)), (2, 2, 4, 4), True),
+        ("SpectralNorm", "ConvTranspose2d k2 s2 (dim 1)", nn.SpectralNorm(CT(3, 2, 2, stride=2)), (2, 3, 2, 3), True),
     ]
 
 
 def run_gradcheck(backends, out=sys.stdout):
     """Print one row per op and configuration; return the number of failures."""
     failures = 0
-    print(f"{'backend':8} {'op':16} {'configuration':40} {'max rel error':>14}  result", file=out)
+    print(f"{'backend':8} {'op':20} {'configuration':40} {'max rel error':>14}  result", file=out)
     for backend in backends:
         for i, (name, config, layer, shape, train) in enumerate(layer_cases()):
             layers = layer if isinstance(layer, list) else [layer]
             net = nn.Sequential(*layers, dtype=np.float64, seed=i).to(backend)
             rng = np.random.default_rng(100 + i)
             x = to_backend(_away_from_zero(rng, shape), backend)
-            err = max(check_net(net, x, train=train, seed=i).values())
-            failures += _row(backend, name, config + ("" if train or "eval" in config else " (eval)"), err, out)
+            config += "" if train or "eval" in config else " (eval)"
+            failures += _row(backend, name, config, max(check_net(net, x, train=train, seed=i).values()), out)
+            # second order: jvp and backward_jvp against five-point differences along their tangents
+            failures += _row(backend, name + " (2nd)", config, max(check_jvp(net, x, train=train, seed=i).values()), out)
         rng = np.random.default_rng(7)
         logits = to_backend(rng.normal(0, 3, (6, 1)), backend)
         target = to_backend(rng.uniform(0, 1, (6, 1)), backend)
@@ -81,13 +85,27 @@ def run_gradcheck(backends, out=sys.stdout):
             f[abs(abs(f) - 1) < 0.05] += 0.1
             failures += _row(backend, obj_name, "d_loss", max(check_loss(obj.d_loss, [r, f])), out)
             failures += _row(backend, obj_name, "g_loss", check_loss(obj.g_loss, [f])[0], out)
+            # second order: the logit HVP is the derivative of the logit gradient along the tangent
+            rd, fd = (to_backend(rng.standard_normal((5, 1)), backend) for _ in range(2))
+            hr, hf = obj.d_loss_jvp(r, f, rd, fd)
+            hg = obj.g_loss_jvp(f, fd)
+            err = max(_hvp_error(lambda a, b: obj.d_loss(a, b)[1:], [r, f], [rd, fd], [hr, hf]),
+                      _hvp_error(lambda b: obj.g_loss(b)[1:], [f], [fd], [hg]))
+            failures += _row(backend, obj_name + " (2nd)", "d_loss, g_loss HVP", err, out)
     print(f"{'all passed' if not failures else f'{failures} FAILED'} (tolerance {TOLERANCE:g})", file=out)
     return failures
 
 
+def _hvp_error(grad_fn, xs, dots, analytic, h=1e-5):
+    """max relative error of analytic HVPs against the five-point difference of ``grad_fn`` along ``dots``."""
+    at = [grad_fn(*[x + t * h * d for x, d in zip(xs, dots)]) for t in (2, 1, -1, -2)]
+    numeric = [(8 * (b - c) - (a - d)) / (12 * h) for a, b, c, d in zip(*at)]
+    return max(rel_error(a, n, floor=1e-12) for a, n in zip(analytic, numeric))
+
+
 def _row(backend, name, config, err, out):
     ok = err <= TOLERANCE
-    print(f"{backend:8} {name:16} {config:40} {err:14.3e}  {'ok' if ok else 'FAIL'}", file=out)
+    print(f"{backend:8} {name:20} {config:40} {err:14.3e}  {'ok' if ok else 'FAIL'}", file=out)
     return 0 if ok else 1
 
 
@@ -97,6 +115,7 @@ class UsageError(Exception):
 
 def _train(args):
     from .gan.models import PRESETS
+    from .gan.models import recipe_for
     from .gan.trainer import CHECKPOINT, LOG, SAMPLES, Trainer
 
     if args.preset is not None and args.preset not in PRESETS:
@@ -107,15 +126,25 @@ def _train(args):
         from .data import download_mnist
         args.data_dir = str(download_mnist(args.data_dir))
     if args.resume:
-        if args.batch_size is not None or args.seed is not None or args.out is not None:
-            raise UsageError("--batch-size, --seed and --out belong to the original run and cannot change on --resume")
+        recipe_flags = (args.batch_size, args.seed, args.out, args.penalty, args.penalty_weight, args.penalty_every)
+        if any(v is not None for v in recipe_flags) or args.spectral_norm:
+            raise UsageError("--batch-size, --seed, --out, --penalty*, --spectral-norm belong to the original run "
+                             "and cannot change on --resume")
         t = Trainer.resume(args.resume, data_dir=args.data_dir, backend=args.backend, preset=args.preset)
     else:
         preset = args.preset or "ring8"
         out = args.out or os.path.join("runs", preset)
         if os.path.exists(os.path.join(out, CHECKPOINT)):
             raise UsageError(f"{out} already holds a run; continue it with --resume {out} or choose another --out")
-        overrides = {"batch_size": args.batch_size} if args.batch_size is not None else {}
+        overrides = {k: v for k, v in (("batch_size", args.batch_size), ("penalty", args.penalty),
+                                        ("penalty_weight", args.penalty_weight),
+                                        ("penalty_every", args.penalty_every)) if v is not None}
+        if args.spectral_norm:
+            overrides["spectral_norm"] = True
+        try:
+            recipe_for(preset, **overrides)
+        except (KeyError, ValueError) as e:
+            raise UsageError(str(e).strip("'\"")) from None
         t = Trainer(preset, seed=args.seed or 0, backend=args.backend, out_dir=out, data_dir=args.data_dir,
                     **overrides)
     steps = args.steps if args.steps is not None else t.recipe["steps"]
@@ -220,6 +249,11 @@ def build_parser():
     p.add_argument("--download", action="store_true", help="download MNIST (checksummed) into --data-dir or the cache")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR up to --steps total steps")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--penalty", choices=["none", "r1", "r2", "wgan_gp"],
+                   help="gradient penalty on D, exact (second order by hand; default: the preset's)")
+    p.add_argument("--penalty-weight", type=float, help="gamma of R1/R2 or lambda of WGAN-GP (default 10)")
+    p.add_argument("--penalty-every", type=int, help="the penalty on every k-th D step, weight x k (default 1)")
+    p.add_argument("--spectral-norm", action="store_true", help="spectral normalisation of D's affine layers")
 
     p = sub.add_parser("sample", help="draw samples from a trained run",
                        description="Writes a picture of samples from the run's generator (its EMA if it has one).")

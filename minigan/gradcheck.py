@@ -15,6 +15,8 @@ five-point one (error O(h^4), so h can be larger and round-off smaller than with
     y_dot  ~ (-y(p + 2h p_dot) + 8 y(p + h p_dot) - 8 y(p - h p_dot) + y(p - 2h p_dot)) / (12 h),
     p = (x, params, dy).
 """
+import contextlib
+
 import numpy as np
 
 from .backend import get_xp
@@ -90,11 +92,12 @@ def check_net(net, x, train=True, h=1e-6, seed=0, max_numel=4096):
     dout = xp.asarray(rng.standard_normal(y.shape))
     dx, grads = net.backward(dout, tape)
     errors = {}
-    for name, arr, analytic in [("input", x, dx)] + [(k, p, grads[k]) for k, p in net.parameters().items()]:
-        if arr.size <= max_numel:
-            errors[name] = rel_error(analytic, numerical_vjp(f, arr, dout, h))
-        else:
-            errors[name] = directional_error(f, arr, dout, analytic, h, rng)
+    with paused_power_iteration(net):
+        for name, arr, analytic in [("input", x, dx)] + [(k, p, grads[k]) for k, p in net.parameters().items()]:
+            if arr.size <= max_numel:
+                errors[name] = rel_error(analytic, numerical_vjp(f, arr, dout, h))
+            else:
+                errors[name] = directional_error(f, arr, dout, analytic, h, rng)
     return errors
 
 
@@ -119,15 +122,29 @@ def _spectral_norms(layer):
     return [sn for part in inner if part is not None for sn in _spectral_norms(part)]
 
 
+@contextlib.contextmanager
+def paused_power_iteration(net):
+    """SpectralNorm's u and v are constants of its derivative (as in torch), but every train-mode
+    forward moves them: inside this block the power iteration is paused, so the differences of a
+    check all see the u and v of the analytic pass."""
+    layers = _spectral_norms(net)
+    saved = [sn.n_power_iterations for sn in layers]
+    for sn in layers:
+        sn.n_power_iterations = 0
+    try:
+        yield
+    finally:
+        for sn, n in zip(layers, saved):
+            sn.n_power_iterations = n
+
+
 def check_jvp(net, x, train=True, h=1e-5, seed=0):
     """Compare ``net.jvp`` and ``net.backward_jvp`` with central differences of the forward and of
     the backward along random tangents of the input, of every parameter and of dy (float64).
 
     -> {"output": err, "input gradient": err, "gradient of <name>": err, ...} (max relative errors).
     The net's state is restored before every evaluation and dropout masks are fixed by re-seeding,
-    so each difference sees the same function.  SpectralNorm's u and v are constants of the
-    derivative (as in torch): the differences use the u and v of the analytic pass, with the power
-    iteration paused.  The tangents come from their own stream, never equal to default_rng(seed)'s
+    so each difference sees the same function (SpectralNorm: ``paused_power_iteration``).  The tangents come from their own stream, never equal to default_rng(seed)'s
     draws (a tangent parallel to x would test BatchNorm's scale invariance, not its derivative)."""
     rng = np.random.default_rng([seed, 1])
     xp = get_xp(x)
@@ -149,14 +166,10 @@ def check_jvp(net, x, train=True, h=1e-5, seed=0):
         dx, grads = net.backward(dy + t * dy_dot, tape)
         return y.copy(), dx, grads
 
-    paused = _spectral_norms(net)
-    for sn in paused:
-        sn.n_power_iterations, sn._paused = 0, sn.n_power_iterations
     try:
-        points = [run(t * h) for t in (2, 1, -1, -2)]
+        with paused_power_iteration(net):
+            points = [run(t * h) for t in (2, 1, -1, -2)]
     finally:
-        for sn in paused:
-            sn.n_power_iterations = sn.__dict__.pop("_paused")
         net.load_state_dict(state)
 
     def slope(get):

@@ -29,6 +29,8 @@ def _assert_identical(a, b):
 
 
 @pytest.mark.parametrize("preset,extra", [("ring8", BUSY),
+                                          ("ring8", dict(BUSY, penalty="wgan_gp", penalty_every=3, spectral_norm=True)),
+                                          ("grid25", dict(steps=6, batch_size=16, penalty="r1", checkpoint_every=3)),
                                           ("dcgan-mnist", dict(steps=4, batch_size=4, sample_every=2,
                                                                checkpoint_every=2, d_dropout=0.3))])
 def test_resume_is_bit_identical(tmp_path, preset, extra, backend):
@@ -160,3 +162,41 @@ def test_sampling_net_carries_the_ema_weights_and_is_refilled(tmp_path):
     for k, v in again.parameters().items():
         np.testing.assert_array_equal(v, t.ema[k])
     np.testing.assert_array_equal(t.sample(7, seed=1), t.sample(7, seed=1))
+
+
+@pytest.mark.parametrize("penalty", ["r1", "r2", "wgan_gp"])
+def test_penalty_enters_d_step_lazily_with_its_weight_times_k(penalty, monkeypatch):
+    """With penalty_every=2 the penalty runs on D steps 0, 2, 4, ... only, with weight x 2, and its
+    gradient is added to D's: D's update differs from the run without it."""
+    from minigan.gan import trainer as trainer_mod
+    calls = []
+    real_r1, real_gp = trainer_mod.r1_penalty, trainer_mod.wgan_gp_penalty
+
+    def spy(fn):
+        def wrapped(D, *args, **kw):
+            calls.append(args[-1] if fn is real_r1 else args[2])
+            return fn(D, *args, **kw)
+        return wrapped
+    monkeypatch.setattr(trainer_mod, "r1_penalty", spy(real_r1))
+    monkeypatch.setattr(trainer_mod, "wgan_gp_penalty", spy(real_gp))
+    kw = dict(steps=3, batch_size=16, n_critic=2, penalty_weight=0.5, penalty_every=2)
+    with_p = Trainer("ring8", seed=1, penalty=penalty, **kw)
+    recs = [with_p.train_step() for _ in range(3)]
+    assert calls == [1.0, 1.0, 1.0]                   # D steps 0, 2, 4 of 6; weight 0.5 x 2
+    assert all("penalty" in r and r["penalty"] >= 0 for r in recs)
+    without = Trainer("ring8", seed=1, **kw)
+    for _ in range(3):
+        without.train_step()
+    assert any(not np.array_equal(with_p.D.parameters()[k], without.D.parameters()[k]) for k in without.D.parameters())
+
+
+def test_spectral_norm_recipe_wraps_every_affine_layer_of_d():
+    from minigan.gan import build_nets, recipe_for
+    for preset in ("ring8", "resnet-mnist"):
+        G, D = build_nets(preset, recipe_for(preset, spectral_norm=True), seed=0)
+        names = list(D.state_dict())
+        assert names and all(not k.endswith(".weight") for k in names if "weight" in k), names
+        assert any(k.endswith("weight_u") for k in names) and any(k.endswith("weight_orig") for k in names)
+        assert not any("weight_orig" in k for k in G.state_dict())
+    with pytest.raises(ValueError, match="unknown penalty"):
+        recipe_for("ring8", penalty="r3")

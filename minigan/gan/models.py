@@ -32,6 +32,10 @@ DEFAULT_RECIPE = {
     "l2": 0.0, "l1": 0.0,         # weight decay (Adam's L2) and L1 on both networks
     "d_dropout": 0.0,             # dropout after D's hidden activations
     "pack": 1,                    # PacGAN: D judges `pack` samples at once (joined along features/channels)
+    "penalty": "none",            # none | r1 (real data) | r2 (fakes) | wgan_gp: exact, second order (gan.penalties)
+    "penalty_weight": 10.0,       # gamma of R1/R2, lambda of WGAN-GP
+    "penalty_every": 1,           # lazy regularisation (StyleGAN2): the penalty on every k-th D step, weight x k
+    "spectral_norm": False,       # wrap D's Linear / Conv2d / ConvTranspose2d layers in SpectralNorm
     "ema": 0.0,                   # decay of the EMA of G's weights used for sampling (0: off)
     "init": "torch",              # torch | dcgan
     "conditional": False,         # G and D see the one-hot label (cgan)
@@ -139,15 +143,41 @@ def recipe_for(name, **overrides):
     if recipe["pack"] < 1 or recipe["batch_size"] % recipe["pack"]:
         raise ValueError(f"pack must be >= 1 and divide batch_size, got pack={recipe['pack']}, "
                          f"batch_size={recipe['batch_size']}")
+    if recipe["penalty"] not in PENALTIES:
+        raise ValueError(f"unknown penalty {recipe['penalty']!r}; expected one of {', '.join(PENALTIES)}")
+    if not (isinstance(recipe["penalty_every"], int) and recipe["penalty_every"] >= 1):
+        raise ValueError(f"penalty_every must be an int >= 1, got {recipe['penalty_every']!r}")
+    if not recipe["penalty_weight"] >= 0:
+        raise ValueError(f"penalty_weight must be >= 0, got {recipe['penalty_weight']!r}")
     if recipe["pack"] > 1 and recipe["conditional"]:
         raise ValueError("packing (pack > 1) is not supported for conditional presets")
     return recipe
+
+
+PENALTIES = ("none", "r1", "r2", "wgan_gp")
+
+
+def spectral_normed(layers):
+    """The layers with every Linear / Conv2d / ConvTranspose2d wrapped in SpectralNorm (also inside
+    Residual blocks)."""
+    out = []
+    for layer in layers:
+        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            layer = nn.SpectralNorm(layer)
+        elif isinstance(layer, nn.Residual):
+            parts = [None if p is None else nn.Sequential(*spectral_normed(p.layers if isinstance(p, nn.Sequential) else [p]),
+                                                          _init=False) for p in (layer.body, layer.shortcut)]
+            layer = nn.Residual(*parts)
+        out.append(layer)
+    return out
 
 
 def build_nets(name, recipe=None, seed=0):
     """(G, D) Sequentials of preset ``name``, initialised reproducibly from ``seed``."""
     recipe = recipe_for(name) if recipe is None else recipe
     g_layers, d_layers = PRESETS[name].build(recipe)
+    if recipe["spectral_norm"]:
+        d_layers = spectral_normed(d_layers)
     g_seed, d_seed = np.random.SeedSequence(seed).generate_state(2)
     dtype = np.dtype(recipe["dtype"])
     G = nn.Sequential(*g_layers, dtype=dtype, seed=int(g_seed), init=recipe["init"])

@@ -24,6 +24,7 @@ from ..viz import image_grid, scatter_image, write_png
 from ..ops.activations import sigmoid
 from .losses import gan_objective
 from .models import build_nets, recipe_for
+from .penalties import r1_penalty, wgan_gp_penalty
 
 CHECKPOINT, LOG, SAMPLES = "checkpoint.npz", "log.jsonl", "samples.png"
 
@@ -129,17 +130,24 @@ class Trainer:
         """n_critic D updates, then one G update through the updated D (design.md).  -> log record."""
         r, G, D, obj = self.recipe, self.G, self.D, self.objective
         t0 = time.perf_counter()
-        for _ in range(r["n_critic"]):
+        penalty = None
+        for k in range(r["n_critic"]):
             real, labels = self._real_batch(r["batch_size"])
             if labels is None and r["conditional"]:
                 raise ValueError("a conditional preset needs labelled data")
             fake, g_tape = G.forward(self._g_input(self._z(r["batch_size"]), labels), train=True)
-            logit_r, tape_r = D.forward(self._d_input(real, labels), train=True)
-            logit_f, tape_f = D.forward(self._d_input(fake, labels), train=True)
+            d_real, d_fake = self._d_input(real, labels), self._d_input(fake, labels)
+            logit_r, tape_r = D.forward(d_real, train=True)
+            logit_f, tape_f = D.forward(d_fake, train=True)
             loss_d, dlogit_r, dlogit_f = obj.d_loss(logit_r, logit_f)
             # free_tape: each cache is released as soon as it is used (as torch frees its graph)
             _, gD = D.backward(dlogit_r, tape_r, input_grad=False, free_tape=True)   # no grad for images
             _, gD = D.backward(dlogit_f, tape_f, grads=gD, input_grad=False, free_tape=True)
+            if r["penalty"] != "none" and (self.step * r["n_critic"] + k) % r["penalty_every"] == 0:
+                penalty, gP = self._penalty(d_real, d_fake)
+                loss_d = loss_d + penalty
+                for name, g in gP.items():
+                    gD[name] += g
             norm_d = self._finish_grads("D", D, gD, loss_d)
             self.opt_d.step(D.parameters(), gD)
             if r["weight_clip"]:
@@ -166,9 +174,21 @@ class Trainer:
         self.step += 1
         squash = obj.name in ("minimax", "non_saturating")       # D(x) is then sigma(logit), a probability
         mean_out = (lambda a: float(sigmoid(a).mean())) if squash else (lambda a: float(a.mean()))
-        return {"step": self.step, "loss_d": float(loss_d), "loss_g": float(loss_g),
-                "d_real": mean_out(logit_r), "d_fake": mean_out(logit_f),
-                "grad_norm_d": norm_d, "grad_norm_g": norm_g, "time": time.perf_counter() - t0}
+        rec = {"step": self.step, "loss_d": float(loss_d), "loss_g": float(loss_g),
+               "d_real": mean_out(logit_r), "d_fake": mean_out(logit_f),
+               "grad_norm_d": norm_d, "grad_norm_g": norm_g, "time": time.perf_counter() - t0}
+        if penalty is not None:
+            rec["penalty"] = float(penalty)          # the last D step's that had one (in loss_d too)
+        return rec
+
+    def _penalty(self, d_real, d_fake):
+        """-> (value, grads) of the recipe's gradient penalty on D's inputs (exact, by one tangent pass;
+        minigan.gan.penalties), its weight multiplied by penalty_every (lazy regularisation)."""
+        r = self.recipe
+        weight = r["penalty_weight"] * r["penalty_every"]
+        if r["penalty"] == "wgan_gp":
+            return wgan_gp_penalty(self.D, d_real, d_fake, weight, rng=self.rng)
+        return r1_penalty(self.D, d_real if r["penalty"] == "r1" else d_fake, weight)
 
     def _finish_grads(self, name, net, grads, loss):
         """L1, clipping and the NaN/Inf guard (before any parameter changes); -> gradient norm."""
