@@ -64,6 +64,58 @@ def col2im(cols, padded_hw, stride, dilation):
     return out
 
 
+# ---------------------------------------------------------------- the formulas as loops
+# Index-form references (as CS231n's conv_forward_naive): one loop per index of the formula, for
+# study and as the oracle of the GEMM versions below (tests/test_conv_reference.py).  Slow: tiny
+# shapes only.
+
+def conv2d_reference(x, weight, bias, stride, pads, dilation):
+    """y[n, o, p, q] = b[o] + sum_{c, i, j} W[o, c, i, j] x[n, c, p sh + i dh - pt, q sw + j dw - pl],
+    the terms outside x being 0.   x (N, C, H, W), W (O, C, KH, KW) -> y (N, O, OH, OW)."""
+    n_, c_, h_, w_ = x.shape
+    o_, _, kh, kw = weight.shape
+    (sh, sw), (dh, dw), ((pt, pb), (pl, pr)) = stride, dilation, pads
+    oh, ow = conv_out_size(h_, kh, sh, pt, pb, dh), conv_out_size(w_, kw, sw, pl, pr, dw)
+    y = np.zeros((n_, o_, oh, ow), dtype=x.dtype)
+    for n in range(n_):
+        for o in range(o_):
+            for p in range(oh):
+                for q in range(ow):
+                    total = 0.0 if bias is None else bias[o]
+                    for c in range(c_):
+                        for i in range(kh):
+                            for j in range(kw):
+                                h, w = p * sh + i * dh - pt, q * sw + j * dw - pl
+                                if 0 <= h < h_ and 0 <= w < w_:
+                                    total += weight[o, c, i, j] * x[n, c, h, w]
+                    y[n, o, p, q] = total
+    return y
+
+
+def conv_transpose2d_reference(x, weight, bias, stride, padding, dilation, output_padding):
+    """y[n, o, h sh + i dh - ph, w sw + j dw - pw] += sum_c x[n, c, h, w] W[c, o, i, j]  (then + b[o]),
+    positions outside y dropped.   x (N, C, H, W), W (C, O, KH, KW) -> y (N, O, OH, OW)."""
+    n_, c_, h_, w_ = x.shape
+    _, o_, kh, kw = weight.shape
+    (sh, sw), (dh, dw), (ph, pw) = stride, dilation, padding
+    oh = conv_transpose_out_size(h_, kh, sh, ph, dh, output_padding[0])
+    ow = conv_transpose_out_size(w_, kw, sw, pw, dw, output_padding[1])
+    y = np.zeros((n_, o_, oh, ow), dtype=x.dtype)
+    for n in range(n_):
+        for c in range(c_):
+            for h in range(h_):
+                for w in range(w_):
+                    for o in range(o_):
+                        for i in range(kh):
+                            for j in range(kw):
+                                p, q = h * sh + i * dh - ph, w * sw + j * dw - pw
+                                if 0 <= p < oh and 0 <= q < ow:
+                                    y[n, o, p, q] += x[n, c, h, w] * weight[c, o, i, j]
+    if bias is not None:
+        y += bias.reshape(1, -1, 1, 1)
+    return y
+
+
 # Layout.  The public layout is NCHW, but the convolutions compute in channels-last memory
 # (N, H, W, C), as torch's channels_last format does, and return NCHW *views* of it
 # (``y_nhwc.transpose(0, 3, 1, 2)``): elementwise layers and BatchNorm keep that memory order
