@@ -14,10 +14,14 @@ import numpy as np
 from ..backend import get_xp
 
 
-def _input_gradient(D, x, train, rng):
-    """-> (ones, tape, g): D's forward on x and g = grad_x sum D(x)."""
-    y, tape = D.forward(x, train=train, rng=rng)
-    ones = get_xp(y).ones_like(y)
+def _input_gradient(D, x, train, rng, tape=None):
+    """-> (ones, tape, g): D's forward on x (unless ``tape`` is given) and g = grad_x sum D(x)."""
+    if tape is None:
+        _, tape = D.forward(x, train=train, rng=rng)
+    elif tuple(tape.in_shape) != tuple(x.shape):
+        raise ValueError(f"the tape given was made from an input of shape {tuple(tape.in_shape)}, "
+                         f"not of x's shape {tuple(x.shape)}")
+    ones = get_xp(x).ones(tape.out_shape, dtype=x.dtype)
     g, _ = D.backward(ones, tape, param_grads=False)
     return ones, tape, g
 
@@ -40,14 +44,17 @@ def _check_batch(where, x, D):
                          f"{getattr(x, 'shape', type(x).__name__)}")
 
 
-def r1_penalty(D, x, gamma, train=True, rng=None):
+def r1_penalty(D, x, gamma, train=True, rng=None, tape=None):
     """-> (value, grads): value = (gamma / 2) mean_i ||d sum(D(x)) / d x_i||^2 (a 0-d array), grads
     its gradient in D's parameters, keyed like ``D.parameters()``:
         grads = R_v{grad_theta sum D},  v = (gamma / N) g.
     R1 is this on real data, R2 on fakes.  ``train`` is the mode of D's forward here (batch
-    statistics; BatchNorm running statistics are updated once more); ``rng`` draws D's dropout masks."""
+    statistics; BatchNorm running statistics are updated once more); ``rng`` draws D's dropout masks.
+    ``tape``: D's tape of a forward on this very x (e.g. the D step's, before a backward frees it),
+    which saves the forward (as torch's R1 reuses the loss's graph); the penalty then differentiates
+    that forward, in its mode and with its dropout masks."""
     _check_batch("r1_penalty", x, D)
-    ones, tape, g = _input_gradient(D, x, train, rng)
+    ones, tape, g = _input_gradient(D, x, train, rng, tape)
     n = x.shape[0]
     value = _sum_squares(g).sum() * (gamma / (2 * n))
     return value, _second_order_grads(D, tape, ones, g * g.dtype.type(gamma / n))

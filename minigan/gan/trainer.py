@@ -141,10 +141,12 @@ class Trainer:
             logit_f, tape_f = D.forward(d_fake, train=True)
             loss_d, dlogit_r, dlogit_f = obj.d_loss(logit_r, logit_f)
             # free_tape: each cache is released as soon as it is used (as torch frees its graph)
-            _, gD = D.backward(dlogit_r, tape_r, input_grad=False, free_tape=True)   # no grad for images
+            lazy = r["penalty"] != "none" and (self.step * r["n_critic"] + k) % r["penalty_every"] == 0
+            # (R1 differentiates the reals' forward again: that tape is kept for it)
+            _, gD = D.backward(dlogit_r, tape_r, input_grad=False, free_tape=not (lazy and r["penalty"] == "r1"))
             _, gD = D.backward(dlogit_f, tape_f, grads=gD, input_grad=False, free_tape=True)
-            if r["penalty"] != "none" and (self.step * r["n_critic"] + k) % r["penalty_every"] == 0:
-                penalty, gP = self._penalty(d_real, d_fake)
+            if lazy:
+                penalty, gP = self._penalty(d_real, d_fake, tape_r)
                 loss_d = loss_d + penalty
                 for name, g in gP.items():
                     gD[name] += g
@@ -181,14 +183,16 @@ class Trainer:
             rec["penalty"] = float(penalty)          # the last D step's that had one (in loss_d too)
         return rec
 
-    def _penalty(self, d_real, d_fake):
+    def _penalty(self, d_real, d_fake, tape_real):
         """-> (value, grads) of the recipe's gradient penalty on D's inputs (exact, by one tangent pass;
         minigan.gan.penalties), its weight multiplied by penalty_every (lazy regularisation)."""
         r = self.recipe
         weight = r["penalty_weight"] * r["penalty_every"]
         if r["penalty"] == "wgan_gp":
             return wgan_gp_penalty(self.D, d_real, d_fake, weight, rng=self.rng)
-        return r1_penalty(self.D, d_real if r["penalty"] == "r1" else d_fake, weight)
+        if r["penalty"] == "r1":
+            return r1_penalty(self.D, d_real, weight, tape=tape_real)
+        return r1_penalty(self.D, d_fake, weight)
 
     def _finish_grads(self, name, net, grads, loss):
         """L1, clipping and the NaN/Inf guard (before any parameter changes); -> gradient norm."""
