@@ -24,8 +24,17 @@ def test_gradcheck_command_passes_and_lists_every_op():
 def test_gradcheck_fails_on_a_broken_backward(monkeypatch):
     monkeypatch.setattr(nn.Tanh, "_bwd", lambda dy, y: dy * (1 - y))     # the wrong derivative
     out = io.StringIO()
+    assert cli.run_gradcheck(["numpy"], out=out) == 2       # the backward's row and its tangent's
+    failed = [line.split()[1] for line in out.getvalue().splitlines() if line.endswith("FAIL")]
+    assert failed == ["Tanh", "Tanh"], failed
+
+
+def test_gradcheck_second_order_row_fails_on_a_broken_tangent(monkeypatch):
+    monkeypatch.setattr(nn.Sigmoid, "_bjvp", lambda dy, dy_dot, y, y_dot: dy_dot * y * (1 - y))   # curvature dropped
+    out = io.StringIO()
     assert cli.run_gradcheck(["numpy"], out=out) == 1
-    assert "Tanh" in [line.split()[1] for line in out.getvalue().splitlines() if line.endswith("FAIL")]
+    assert [line.split()[:3] for line in out.getvalue().splitlines() if line.endswith("FAIL")] == \
+        [["numpy", "Sigmoid", "(2nd)"]]
 
 
 @pytest.mark.skipif(minigan.has_cupy(), reason="cupy is usable here")
