@@ -1,0 +1,225 @@
+"""Trainer.train_step itself against a torch implementation of the same recipe, in float64.
+
+The trainer's random draws (real batches, labels, z, WGAN-GP's alpha) are recorded as it makes them
+and handed to the torch side, which then runs the step as the README states it:
+
+    n_critic times:  fake = G(z);  D loss on D(real), D(fake.detach()) (+ the penalty on its D steps,
+                     weight x penalty_every);  + L1 on the gradients;  clip the global norm;
+                     Adam step of D (L2 as Adam's weight decay);  clamp D's weights (weight_clip)
+    then:            G loss on the *updated* D(fake of the last D step);  gradients for G only;
+                     L1, clip;  Adam step of G;  both LR schedules step;  EMA of G with warm-up
+                     decay_t = min(ema, (1 + t) / (10 + t)).
+
+After every step all parameters, BatchNorm statistics, SpectralNorm vectors, EMA weights and Adam
+moments are compared.  Written so that a trainer that takes G's gradient through the old D, drops
+the EMA warm-up, never clips, or skips a penalty fails it."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from minigan.gan import Trainer
+from minigan.gan import trainer as trainer_mod
+from minigan.gradcheck import rel_error
+
+from conftest import shared_data, torch_net_like
+
+TOL = 1e-9
+
+
+def _d_loss(name, r, f):
+    if name in ("minimax", "non_saturating"):
+        return F.softplus(-r).mean() + F.softplus(f).mean()
+    if name == "wasserstein":
+        return f.mean() - r.mean()
+    if name == "hinge":
+        return F.relu(1 - r).mean() + F.relu(1 + f).mean()
+    return 0.5 * ((r - 1) ** 2).mean() + 0.5 * (f ** 2).mean()
+
+
+def _g_loss(name, f):
+    if name == "minimax":
+        return -F.softplus(f).mean()
+    if name == "non_saturating":
+        return F.softplus(-f).mean()
+    if name == "least_squares":
+        return 0.5 * ((f - 1) ** 2).mean()
+    return -f.mean()
+
+
+class Recorder:
+    """Wraps a trainer's draws; ``take()`` returns and forgets what one step drew."""
+
+    def __init__(self, trainer, monkeypatch):
+        self.draws = []
+        real_batch, z = trainer._real_batch, trainer._z
+
+        def recording_real(n):
+            real, labels = real_batch(n)
+            self.draws.append(("real", np.array(real), None if labels is None else np.array(labels)))
+            return real, labels
+
+        def recording_z(n):
+            out = z(n)
+            self.draws.append(("z", np.array(out)))
+            return out
+
+        def recording_gp(D, real, fake, lam, alpha=None, rng=None, train=True):
+            alpha = rng.random(len(real))
+            self.draws.append(("alpha", alpha))
+            return real_gp(D, real, fake, lam, alpha=alpha, train=train)
+        real_gp = trainer_mod.wgan_gp_penalty
+        trainer._real_batch, trainer._z = recording_real, recording_z
+        monkeypatch.setattr(trainer_mod, "wgan_gp_penalty", recording_gp)
+
+    def take(self):
+        out, self.draws = self.draws, []
+        return out
+
+
+class TorchRecipe:
+    """The recipe, step by step, in torch (float64), from the trainer's initial state."""
+
+    def __init__(self, t):
+        self.r, r = t.recipe, t.recipe
+        self.G, self.D = torch_net_like(t.G), torch_net_like(t.D)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), r["lr_g"], tuple(r["betas_g"]), weight_decay=r["l2"])
+        self.opt_d = torch.optim.Adam(self.D.parameters(), r["lr_d"], tuple(r["betas_d"]), weight_decay=r["l2"])
+        self.scheds = []
+        if r["lr_schedule"] == "cosine":
+            self.scheds = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=int(r["steps"]))
+                           for o in (self.opt_g, self.opt_d)]
+        self.ema = {k: v.detach().clone() for k, v in self.G.named_parameters()} if r["ema"] else None
+        self.step = 0
+
+    def g_input(self, z, labels):
+        if not self.r["conditional"]:
+            return z
+        return torch.cat([z, F.one_hot(torch.from_numpy(labels), 10).double()], 1)
+
+    def d_input(self, x, labels):
+        pack = self.r["pack"]
+        if pack > 1:
+            return x.reshape((len(x) // pack, pack * x.shape[1]) + tuple(x.shape[2:]))
+        if not self.r["conditional"]:
+            return x
+        return torch.cat([x.reshape(len(x), -1), F.one_hot(torch.from_numpy(labels), 10).double()], 1)
+
+    def penalty(self, d_real, d_fake, logit_real, alpha):
+        r = self.r
+        weight = r["penalty_weight"] * r["penalty_every"]
+        if r["penalty"] == "r1":
+            x, out = d_real, logit_real
+        elif r["penalty"] == "r2":
+            x = d_fake.detach().requires_grad_(True)
+            out = self.D(x)
+        else:
+            a = torch.from_numpy(alpha).reshape((-1,) + (1,) * (d_real.ndim - 1))
+            x = (d_real.detach() + a * (d_fake.detach() - d_real.detach())).requires_grad_(True)
+            out = self.D(x)
+        g, = torch.autograd.grad(out.sum(), x, create_graph=True)
+        g = g.reshape(len(g), -1)
+        if r["penalty"] == "wgan_gp":
+            return weight * ((g.norm(2, dim=1) - 1) ** 2).mean()
+        return weight / 2 * g.pow(2).sum(1).mean()
+
+    def finish(self, params):
+        """L1 then the global-norm clip, on the .grad of ``params`` (the trainer's order)."""
+        params = list(params)
+        if self.r["l1"]:
+            for p in params:
+                p.grad += self.r["l1"] * torch.sign(p.detach())
+        if self.r["grad_clip"]:
+            torch.nn.utils.clip_grad_norm_(params, self.r["grad_clip"])
+
+    def run_step(self, draws):
+        r = self.r
+        draws = list(draws)
+        for k in range(r["n_critic"]):
+            _, real, labels = draws.pop(0)
+            _, z = draws.pop(0)
+            fake = self.G(self.g_input(torch.from_numpy(z), labels))
+            lazy = r["penalty"] != "none" and (self.step * r["n_critic"] + k) % r["penalty_every"] == 0
+            d_real = self.d_input(torch.from_numpy(real), labels).requires_grad_(lazy and r["penalty"] == "r1")
+            d_fake = self.d_input(fake.detach(), labels)
+            logit_r, logit_f = self.D(d_real), self.D(d_fake)
+            loss = _d_loss(r["objective"], logit_r, logit_f)
+            if lazy:
+                alpha = draws.pop(0)[1] if r["penalty"] == "wgan_gp" else None
+                loss = loss + self.penalty(d_real, d_fake, logit_r, alpha)
+            self.opt_d.zero_grad()
+            loss.backward()
+            self.finish(self.D.parameters())
+            self.opt_d.step()
+            if r["weight_clip"]:
+                with torch.no_grad():
+                    for p in self.D.parameters():
+                        p.clamp_(-r["weight_clip"], r["weight_clip"])
+        loss_g = _g_loss(r["objective"], self.D(self.d_input(fake, labels)))
+        grads = torch.autograd.grad(loss_g, list(self.G.parameters()))     # D's gradients untouched
+        for p, g in zip(self.G.parameters(), grads):
+            p.grad = g
+        self.finish(self.G.parameters())
+        self.opt_g.step()
+        for s in self.scheds:
+            s.step()
+        if self.ema is not None:
+            decay = min(r["ema"], (1 + self.step) / (10 + self.step))
+            with torch.no_grad():
+                for k, p in self.G.named_parameters():
+                    self.ema[k].mul_(decay).add_((1 - decay) * p)
+        self.step += 1
+        assert not draws, f"the trainer drew more than the recipe uses: {[d[0] for d in draws]}"
+
+
+def _compare(t, ref, step):
+    for net, tnet, name in ((t.G, ref.G, "G"), (t.D, ref.D, "D")):
+        ours, theirs = net.state_dict(), tnet.state_dict()
+        assert list(ours) == list(theirs)
+        for k in ours:
+            err = rel_error(ours[k], theirs[k].numpy())
+            assert err <= TOL, f"step {step}: {name} {k} differs from the torch recipe by {err:.3e}"
+    if t.ema is not None:
+        for k in t.ema:
+            assert rel_error(t.ema[k], ref.ema[k].numpy()) <= TOL, f"step {step}: EMA {k}"
+    for opt, topt, tnet in ((t.opt_g, ref.opt_g, ref.G), (t.opt_d, ref.opt_d, ref.D)):
+        for k, p in tnet.named_parameters():
+            st, tst = opt.state[k], topt.state[p]
+            assert st["step"] == int(tst["step"]), f"step {step}: Adam step count of {k}"
+            for moment in ("exp_avg", "exp_avg_sq"):
+                assert rel_error(st[moment], tst[moment].numpy()) <= TOL, f"step {step}: {moment} of {k}"
+
+
+RECIPES = {
+    # every state the step touches, on the 2-D mixtures (MLPs)
+    "ring8 non-saturating, n_critic 2, clip, L1, L2, cosine, EMA": (
+        "ring8", dict(objective="non_saturating", n_critic=2, grad_clip=0.5, l1=1e-3, l2=1e-2,
+                      lr_schedule="cosine", ema=0.95, batch_size=16, steps=20)),
+    "grid25 hinge, packing, weight clip, R1 every 2nd D step": (
+        "grid25", dict(objective="hinge", pack=2, weight_clip=0.05, penalty="r1", penalty_weight=3.0,
+                       penalty_every=2, n_critic=2, batch_size=16, ema=0.9)),
+    "ring8 wasserstein, spectral norm, WGAN-GP": (
+        "ring8", dict(objective="wasserstein", spectral_norm=True, penalty="wgan_gp", penalty_weight=10.0,
+                      n_critic=3, batch_size=16, lr_d=1e-3)),
+    "ring8 least squares, R2, Adam betas": (
+        "ring8", dict(objective="least_squares", penalty="r2", penalty_weight=1.0, betas_g=[0.0, 0.9],
+                      betas_d=[0.3, 0.95], batch_size=16)),
+    "dcgan-mnist (BatchNorm), R1": (
+        "dcgan-mnist", dict(objective="non_saturating", penalty="r1", penalty_weight=1.0, batch_size=8,
+                            grad_clip=1.0)),
+    "cgan-mnist (conditional) minimax": (
+        "cgan-mnist", dict(objective="minimax", batch_size=8, l1=1e-4)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RECIPES))
+def test_train_step_matches_the_torch_recipe(case, monkeypatch):
+    preset, overrides = RECIPES[case]
+    kw = {"data_dir": shared_data("mnist")} if "mnist" in preset else {}
+    t = Trainer(preset, seed=5, dtype="float64", **kw, **overrides)
+    recorder = Recorder(t, monkeypatch)
+    ref = TorchRecipe(t)
+    for step in range(1, 4):
+        t.train_step()
+        ref.run_step(recorder.take())
+        _compare(t, ref, step)
