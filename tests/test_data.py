@@ -119,8 +119,12 @@ def test_stacked_mnist_modes(mnist_dir):
     x, modes = data.stacked_mnist(images, labels, 2000, np.random.default_rng(0))
     assert x.shape == (2000, 3, 28, 28) and x.dtype == np.uint8
     assert modes.min() >= 0 and modes.max() <= 999 and len(np.unique(modes)) > 800
-    i = int(np.flatnonzero(modes == modes[0])[0])
-    assert i == 0
+    # each sample's mode names its three digits: find every channel's image among the digits
+    for k in range(5):
+        digits = (modes[k] // 100, modes[k] // 10 % 10, modes[k] % 10)
+        for c, d in enumerate(digits):
+            same = np.flatnonzero((images == x[k, c]).all(axis=(1, 2)))
+            assert same.size and d in set(labels[same].tolist()), (k, c)
 
 
 def test_mixtures_geometry():

@@ -3,8 +3,8 @@ by hypothesis.  Parity covers the output, the input gradient, every parameter gr
 state (running statistics) after each of two steps, in train and eval mode."""
 import numpy as np
 import pytest
-import torch  # noqa: F401  (the oracle: without torch this module must fail, not skip)
-from hypothesis import given
+import torch  # the oracle: without torch this module must fail, not skip
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import minigan
@@ -17,7 +17,7 @@ FD_TOL = 1e-7
 # float32 is judged against a float64 reference, side by side with torch's own float32 error:
 # sums with cancellation (dbias = sum dy, dgamma = sum dy xhat) keep fewer digits than eps32
 # suggests, so no fixed bound against torch float32 is principled (see compare_with_torch)
-TORCH_TOL = {np.float64: 1e-10, np.float32: 1e-4}
+TORCH_TOL = {np.float64: 1e-10, np.float32: 1e-5}
 
 
 def _net(case, dtype, seed):
@@ -65,13 +65,18 @@ def test_torch_parity(kind, dtype, data, cpu_kernels):
     compare_with_torch(net, tnet, xs, train, TORCH_TOL[dtype], rng, reference)
 
 
-@pytest.mark.parametrize("kind", sorted(ALL_CASES))
+# the kinds whose nets can have parameters (the others have nothing to compare)
+WITH_PARAMS = sorted(set(ALL_CASES) - {"activation", "avg_pool", "upsample"})
+# the kinds drawn with (N, C, H, W) input
+FOUR_D = ["avg_pool", "batch_norm", "conv", "conv_transpose", "residual", "shape", "upsample"]
+
+
+@pytest.mark.parametrize("kind", WITH_PARAMS)
 @given(data=st.data())
 def test_input_grad_false_gives_same_param_grads(kind, data, cpu_kernels):
     """Skipping the input gradient (first layer) changes no parameter gradient, in any CPU path."""
     net, shape = _net(data.draw(ALL_CASES[kind]), np.float64, 0)
-    if not net.parameters():
-        return
+    assume(net.parameters())                   # BatchNorm/LayerNorm without affine: nothing to compare
     x = _input(np.random.default_rng(1), shape, np.float64)
     y, tape = net.forward(x, train=True)
     dy = np.random.default_rng(2).standard_normal(y.shape)
@@ -108,12 +113,20 @@ def test_dropout_statistics_and_eval_identity():
     assert np.all(minigan.Sequential(minigan.Dropout(1.0), dtype=np.float64).forward(x)[0] == 0)
 
 
-def test_torch_dropout_masks_scale_like_ours():
-    """Dropout's mask cannot match torch's RNG; the parity we can check is the eval identity and the
-    1/(1-p) scale, which test_dropout_statistics_and_eval_identity covers; here: eval parity."""
-    net = minigan.Sequential(minigan.Linear(4, 3), minigan.Dropout(0.4), dtype=np.float64, seed=0)
+def test_dropout_scales_like_torch_and_is_the_identity_in_eval():
+    """Dropout's mask cannot match torch's RNG; what can: in train mode both keep x / (1 - p) or
+    zero (the same two values, at about the same rate), and in eval mode both are the identity."""
+    p = 0.4
+    net = minigan.Sequential(minigan.Linear(4, 3), minigan.Dropout(p), dtype=np.float64, seed=0)
     tnet = torch_net_like(net)
     rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 4))
+    h = x @ net.parameters()["0.weight"].T + net.parameters()["0.bias"]
+    ours = net.forward(x, train=True)[0] / h
+    theirs = tnet.train()(torch.from_numpy(x)).detach().numpy() / h
+    for ratio in (ours, theirs):
+        np.testing.assert_allclose(np.unique(np.round(ratio, 9)), [0.0, 1 / (1 - p)])
+        assert abs((ratio == 0).mean() - p) < 0.05
     compare_with_torch(net, tnet, [rng.standard_normal((5, 4))], False, 1e-10, rng)
 
 
@@ -145,7 +158,7 @@ def _layouts(x):
     yield "strided", wide[..., ::2]
 
 
-@pytest.mark.parametrize("kind", sorted(ALL_CASES))
+@pytest.mark.parametrize("kind", FOUR_D)
 @given(data=st.data())
 def test_results_do_not_depend_on_memory_layout(kind, data, cpu_kernels):
     """Convolutions compute in channels-last memory and hand NCHW views on; every layer must give
@@ -153,8 +166,7 @@ def test_results_do_not_depend_on_memory_layout(kind, data, cpu_kernels):
     case = data.draw(ALL_CASES[kind])
     train = data.draw(st.booleans())
     net, shape = _net(case, np.float64, 0)
-    if len(shape) != 4:
-        return
+    assume(len(shape) == 4)                    # (BatchNorm1d and the Linear-first shape case: 2-d/3-d)
     rng = np.random.default_rng(3)
     x = _input(rng, shape, np.float64)
     state = net.state_dict()
