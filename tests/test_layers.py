@@ -21,9 +21,8 @@ TORCH_TOL = {np.float64: 1e-10, np.float32: 1e-5}
 
 
 def _net(case, dtype, seed):
-    layer, shape = case
-    layers = layer if isinstance(layer, list) else [layer]
-    return minigan.Sequential(*layers, dtype=dtype, seed=seed), shape
+    layers = case.layers if isinstance(case.layers, list) else [case.layers]
+    return minigan.Sequential(*layers, dtype=dtype, seed=seed), case.shape
 
 
 def _input(rng, shape, dtype):
@@ -58,8 +57,8 @@ def test_torch_parity(kind, dtype, data, cpu_kernels):
             buf += np.linspace(-0.5, 0.5, buf.size).astype(dtype)
         elif name.endswith("running_var"):
             buf *= np.linspace(0.5, 2.0, buf.size).astype(dtype)
-    tnet = torch_net_like(net)
-    reference = torch_net_like(net).double() if dtype == np.float32 else None
+    tnet = case.torch_net(net)                 # built from the drawn arguments, not the layer's attributes
+    reference = case.torch_net(net).double() if dtype == np.float32 else None
     rng = np.random.default_rng(2)
     xs = [_input(rng, shape, dtype) for _ in range(2)]
     compare_with_torch(net, tnet, xs, train, TORCH_TOL[dtype], rng, reference)

@@ -20,9 +20,8 @@ FD_TOL, TORCH_TOL = 1e-7, 1e-10
 
 
 def _net(case, seed=0, dtype=np.float64):
-    layer, shape = case
-    layers = layer if isinstance(layer, list) else [layer]
-    return minigan.Sequential(*layers, dtype=dtype, seed=seed), shape
+    layers = case.layers if isinstance(case.layers, list) else [case.layers]
+    return minigan.Sequential(*layers, dtype=dtype, seed=seed), case.shape
 
 
 def _input(rng, shape):
@@ -75,7 +74,7 @@ def torch_tangents(tnet, x, dy, x_dot, p_dot, dy_dot, train):
                                     allow_unused=True, materialize_grads=True)
         y_primal, y_dot = fwad.unpack_dual(y)
         dots = [fwad.unpack_dual(g).tangent for g in grads]
-        dots = [torch.zeros_like(fwad.unpack_dual(g).primal) if d is None else d for d in dots]
+        dots = [torch.zeros_like(fwad.unpack_dual(g).primal) if d is None else d for g, d in zip(grads, dots)]
         return (y_primal.detach().numpy(), y_dot.detach().numpy(), dots[0].detach().numpy(),
                 {n: d.detach().numpy() for n, d in zip(names, dots[1:])})
 
@@ -83,10 +82,11 @@ def torch_tangents(tnet, x, dy, x_dot, p_dot, dy_dot, train):
 @pytest.mark.parametrize("kind", sorted(k for k in SECOND_ORDER_CASES if k != "dropout"))
 @given(data=st.data())
 def test_tangents_against_torch_double_backward(kind, data, cpu_kernels):
-    net, shape = _net(data.draw(SECOND_ORDER_CASES[kind]), seed=data.draw(st.integers(0, 2**16)))
+    case = data.draw(SECOND_ORDER_CASES[kind])
+    net, shape = _net(case, seed=data.draw(st.integers(0, 2**16)))
     _shift_running_stats(net)
     train = data.draw(st.booleans())
-    tnet = torch_net_like(net)
+    tnet = case.torch_net(net)
     rng = np.random.default_rng(data.draw(st.integers(0, 99)))
     x = _input(rng, shape)
     y, tape = net.forward(x, train=train)
@@ -326,9 +326,10 @@ def test_spectral_norm_loads_torch_state_and_tracks_u_v_over_train_steps():
 @given(data=st.data())
 def test_spectral_norm_parity_with_compare_with_torch(data):
     from strategies import spectral_norm_case
-    net, shape = _net(data.draw(spectral_norm_case()), seed=data.draw(st.integers(0, 2**16)))
+    case = data.draw(spectral_norm_case())
+    net, shape = _net(case, seed=data.draw(st.integers(0, 2**16)))
     rng = np.random.default_rng(0)
-    compare_with_torch(net, torch_net_like(net), [_input(rng, shape) for _ in range(3)],
+    compare_with_torch(net, case.torch_net(net), [_input(rng, shape) for _ in range(3)],
                        data.draw(st.booleans()), 1e-10, rng)
 
 

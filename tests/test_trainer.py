@@ -168,7 +168,6 @@ def test_sampling_net_carries_the_ema_weights_and_is_refilled(tmp_path):
 def test_penalty_enters_d_step_lazily_with_its_weight_times_k(penalty, monkeypatch):
     """With penalty_every=2 the penalty runs on D steps 0, 2, 4, ... only, with weight x 2, and its
     gradient is added to D's: D's update differs from the run without it."""
-    from minigan.gan import trainer as trainer_mod
     calls = []
     real_r1, real_gp = trainer_mod.r1_penalty, trainer_mod.wgan_gp_penalty
 
