@@ -1,0 +1,156 @@
+"""A standing mutation check: realistic one-line bugs, each injected into a copy of the package,
+each of which the named tests must catch.
+
+    python tools/mutants.py            # all mutants; exit 1 if any survives
+    python tools/mutants.py -k ema     # the mutants whose name contains "ema"
+
+Each mutant replaces one exact piece of source (it must occur exactly once, so a refactor that
+moves the code makes the list fail loudly instead of testing nothing) in one temporary copy of
+``minigan/`` and ``tests/`` (restored after each mutant, so numba's on-disk cache stays valid),
+then runs the named tests there (the copy first on PYTHONPATH, hypothesis derandomized as always).  A mutant is *killed* when those tests fail.  A curated list
+rather than mutmut / cosmic-ray: those generate thousands of operator swaps, most of them in code
+whose numbers no test could distinguish (error messages, reprs), and take hours on two cores;
+these are the bugs an engine like this actually gets (a dropped term, an off-by-one in a
+statistic, an update in the wrong order), chosen across ops, optim, gan and the trainer.
+"""
+import argparse
+import concurrent.futures
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (name, file, old, new, tests that must fail)
+MUTANTS = [
+    ("linear tangent loses dy W_dot", "minigan/ops/linear.py",
+     "None if w_dot is None else dy @ w_dot)", "None)", ["tests/test_second_order.py"]),
+    ("conv tangent loses conv(x, W_dot)", "minigan/ops/conv.py",
+     "None if w_dot is None else conv2d_forward(x, w_dot, None, stride, pads, dilation)[0])", "None)",
+     ["tests/test_second_order.py"]),
+    ("normalize backward: dmean over M - 1", "minigan/ops/norm.py",
+     "    dx += dmean / m\n", "    dx += dmean / (m - 1)\n", ["tests/test_layers.py"]),
+    ("BatchNorm running variance biased", "minigan/ops/norm.py",
+     "momentum * var * (m_count / (m_count - 1))", "momentum * var",
+     ["tests/test_layers.py", "-k", "torch_parity and batch_norm"]),
+    ("normalize tangent: invstd_dot sign", "minigan/ops/norm.py",
+     "return xhat_dot, -invstd * invstd * c", "return xhat_dot, invstd * invstd * c", ["tests/test_second_order.py"]),
+    ("tanh backward tangent: curvature halved", "minigan/ops/activations.py",
+     "-2 * dy * y * y_dot", "-dy * y * y_dot", ["tests/test_second_order.py"]),
+    ("avg pool: count_include_pad ignored", "minigan/ops/pool.py",
+     "if count_include_pad or padding == (0, 0):", "if True:", ["tests/test_layers.py", "-k", "avg_pool"]),
+    ("Conv2d stores its stride reversed", "minigan/nn/affine.py",
+     'self.stride = _pair(stride, "Conv2d stride", allow_zero=False)',
+     'self.stride = _pair(stride, "Conv2d stride", allow_zero=False)[::-1]',
+     ["tests/test_layers.py", "-k", "conv and not transpose"]),
+    ("dropout scales by 1/p", "minigan/nn/activations.py",
+     "scale = 0.0 if self.p == 1 else 1 / (1 - self.p)", "scale = 0.0 if self.p == 1 else 1 / max(self.p, 1e-3)",
+     ["tests/test_layers.py", "-k", "dropout"]),
+    ("spectral norm: u updated before v", "minigan/nn/affine.py",
+     "                v[...] = _l2_normalize(wm.T @ u, self.eps)\n                u[...] = _l2_normalize(wm @ v, self.eps)",
+     "                u[...] = _l2_normalize(wm @ v, self.eps)\n                v[...] = _l2_normalize(wm.T @ u, self.eps)",
+     ["tests/test_second_order.py", "-k", "spectral"]),
+    ("spectral norm: sigma's gradient dropped", "minigan/nn/affine.py",
+     "return (g - (g * w_sn).sum() * uv) / sigma, uv", "return g / sigma, uv", ["tests/test_second_order.py"]),
+    ("Adam: no bias correction of v", "minigan/optim.py",
+     "bc2_sqrt = (1 - b2 ** t) ** 0.5", "bc2_sqrt = 1.0", ["tests/test_optim.py"]),
+    ("clip: torch's 1e-6 guard changed", "minigan/optim.py",
+     "coef = min(max_norm / (total + 1e-6), 1.0)", "coef = min(max_norm / (total + 1e-3), 1.0)",
+     ["tests/test_optim.py"]),
+    ("least squares G loss aims at 0", "minigan/gan/losses.py",
+     "return 0.5 * _mean((f - 1) ** 2), (f - 1) / n", "return 0.5 * _mean((f - 1) ** 2), f / n",
+     ["tests/test_objectives.py"]),
+    ("minimax G HVP sign", "minigan/gan/losses.py",
+     "return (-h if generator and self.name == \"minimax\" else h) * x_dot / n", "return h * x_dot / n",
+     ["tests/test_second_order.py", "-k", "objective"]),
+    ("WGAN-GP: gradient of ||g|| taken as g", "minigan/gan/penalties.py",
+     "coef = xp.where(norms > 0, (norms - 1) / safe, 0) * (2 * lam / n)",
+     "coef = xp.where(norms > 0, (norms - 1), 0) * (2 * lam / n)", ["tests/test_second_order.py", "-k", "wgan"]),
+    ("trainer: EMA without warm-up", "minigan/gan/trainer.py",
+     'decay = min(r["ema"], (1 + self.step) / (10 + self.step))', 'decay = r["ema"]',
+     ["tests/test_trainer_oracle.py"]),
+    ("trainer: gradient clip never applied", "minigan/gan/trainer.py",
+     '            optim.clip_grad_norm(grads, r["grad_clip"])', "            pass", ["tests/test_trainer_oracle.py"]),
+    ("trainer: lazy penalty counts G steps", "minigan/gan/trainer.py",
+     '(self.step * r["n_critic"] + k) % r["penalty_every"]', 'self.step % r["penalty_every"]',
+     ["tests/test_trainer_oracle.py"]),
+    ("trainer: penalty weight not multiplied by k", "minigan/gan/trainer.py",
+     'weight = r["penalty_weight"] * r["penalty_every"]', 'weight = r["penalty_weight"]',
+     ["tests/test_trainer_oracle.py"]),
+    ("trainer: weight clip skipped", "minigan/gan/trainer.py",
+     '                optim.clip_grad_value(D.parameters(), r["weight_clip"])', "                pass",
+     ["tests/test_trainer_oracle.py"]),
+    ("trainer: L1 skipped", "minigan/gan/trainer.py",
+     '            optim.l1_regularization(net.parameters(), r["l1"], grads)', "            pass",
+     ["tests/test_trainer_oracle.py"]),
+]
+
+
+def copy_tree(tmp):
+    for part in ("minigan", "tests", "README.md"):
+        src = ROOT / part
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, Path(tmp) / part)
+
+
+def run_mutant(tmp, name, rel, old, new, tests, shared):
+    """-> (killed, seconds, the last line pytest printed); the copy is restored afterwards."""
+    path = Path(tmp) / rel
+    text = path.read_text()
+    if text.count(old) != 1:
+        raise SystemExit(f"mutant {name!r}: the source to replace occurs {text.count(old)} times in {rel} "
+                         f"(expected once): update tools/mutants.py")
+    path.write_text(text.replace(old, new))
+    env = dict(os.environ, PYTHONPATH=tmp + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               MINIGAN_SHARED=str(shared))
+    t0 = time.perf_counter()
+    try:
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
+                           cwd=tmp, env=env, capture_output=True, text=True)
+    finally:
+        path.write_text(text)
+    tail = (r.stdout.strip().splitlines() or [""])[-1]
+    return r.returncode == 1, time.perf_counter() - t0, tail
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-k", default="", help="only the mutants whose name contains this")
+    ap.add_argument("-j", type=int, default=min(2, os.cpu_count() or 1), help="mutants run at once (one copy each)")
+    args = ap.parse_args()
+    shared = Path(os.environ.get("MINIGAN_SHARED", ROOT.parent / "shared"))
+    chosen = [m for m in MUTANTS if args.k in m[0]]
+    copies = queue.Queue()
+    dirs = [tempfile.mkdtemp(prefix="minigan-mutants-") for _ in range(max(1, args.j))]
+
+    def one(mutant):
+        tmp = copies.get()
+        try:
+            return mutant, run_mutant(tmp, *mutant, shared)
+        finally:
+            copies.put(tmp)
+    survivors = []
+    try:
+        for d in dirs:
+            copy_tree(d)
+            copies.put(d)
+        with concurrent.futures.ThreadPoolExecutor(len(dirs)) as pool:
+            for (name, _, _, _, tests), (killed, secs, tail) in pool.map(one, chosen):
+                print(f"{'killed  ' if killed else 'SURVIVED'} {secs:6.1f} s  {name}  ({' '.join(tests)}: {tail})",
+                      flush=True)
+                if not killed:
+                    survivors.append(name)
+    finally:
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
+    print(f"{len(chosen) - len(survivors)} of {len(chosen)} mutants killed"
+          + (f"; survivors: {survivors}" if survivors else ""))
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
