@@ -4,8 +4,13 @@ Adam 2e-4, betas (0.5, 0.999), float32), minigan against the identical PyTorch s
     python benchmarks/gan_step.py --workload mlp|dcgan32|dcgan64 [--backend numpy|cupy] [--batch B]
                                   [--repeats 7] [--no-memory] [--count-launches] [--tf32]
 
-Timing: both steps run alternately (warm-up excluded); each repeat times --steps-per-repeat steps;
-the median over repeats is reported, with the ratio minigan/torch.  Memory: each library's step
+Timing: the two libraries alternate ABBA (minigan, torch, torch, minigan, ...) so that neither
+always runs right after the other (OpenBLAS's spinning workers leak into the next window), warm-up
+excluded; each repeat times --steps-per-repeat steps; the median over repeats is reported, with the
+ratio minigan/torch.  Both libraries get --threads threads (default: the CPU count), torch's and
+numpy's BLAS alike (benchmarks/conditions.py prints every condition).  Torch does only the work the
+step needs: no gradient for the images or z, and D's parameters frozen in the G step (as minigan's
+backward with param_grads=False).  Memory: each library's step
 runs in a fresh subprocess; CPU: the peak RSS during its first three steps above the RSS before
 them (activations, gradients, caches and the optimizer state that the steps create), with glibc's
 mmap threshold fixed at 128 KiB so that freed blocks leave RSS (see measure_memory); GPU: the
@@ -15,7 +20,6 @@ torch.cuda.max_memory_reserved (the same quantity for torch's caching allocator)
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -25,7 +29,7 @@ import time
 import numpy as np
 
 import minigan
-from minigan.ops import _numba
+from conditions import LoadMeter, header, set_threads
 
 # the torch twin lives with the tests (the oracle) and serves here as the competitor
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
@@ -97,6 +101,8 @@ def torch_step_fn(G, D, z, real, device):
     opt_g = torch.optim.Adam(tG.parameters(), 2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(tD.parameters(), 2e-4, betas=(0.5, 0.999))
 
+    d_params = list(tD.parameters())
+
     def step():
         fake = tG(tz)
         logit_r, logit_f = tD(treal), tD(fake.detach())
@@ -105,11 +111,15 @@ def torch_step_fn(G, D, z, real, device):
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
+        for p in d_params:                   # D frozen in G's step: no weight gradients for D
+            p.requires_grad_(False)
         logit_g = tD(fake)
         loss_g = F.binary_cross_entropy_with_logits(logit_g, torch.ones_like(logit_g))
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
+        for p in d_params:
+            p.requires_grad_(True)
     return step
 
 
@@ -139,8 +149,9 @@ def time_both(args):
             fn()
         sync()
     tm, tt = [], []
-    for _ in range(args.repeats):
-        for fn, sync, out in ((ours, sync_m, tm), (theirs, sync_t, tt)):
+    for r in range(args.repeats):
+        order = ((ours, sync_m, tm), (theirs, sync_t, tt))
+        for fn, sync, out in (order if r % 2 == 0 else order[::-1]):        # ABBA
             t0 = time.perf_counter()
             for _ in range(args.steps_per_repeat):
                 fn()
@@ -191,14 +202,18 @@ def memory_child(args):
     if args.backend == "cupy":
         import cupy
         import torch
-        pool = cupy.get_default_memory_pool()
-        for _ in range(3):
-            fn()
-        cupy.cuda.get_current_device().synchronize()
-        torch.cuda.synchronize()
-        # like for like: both caching allocators' reserved bytes (cupy's pool never returns blocks on
-        # its own, so total_bytes is its peak; torch's max_memory_allocated would leave out its cache)
-        peak = pool.total_bytes() if args.memory_child == "minigan" else torch.cuda.max_memory_reserved()
+        # like for like: the peak of the bytes handed out to arrays (allocated), not what the
+        # caching allocators keep in reserve: torch.cuda.max_memory_allocated, and for cupy the
+        # running sum of its pool's mallocs minus frees, through a MemoryHook (UNVERIFIED: written
+        # without a GPU)
+        hook = _CupyPeakHook() if args.memory_child == "minigan" else None
+        torch.cuda.reset_peak_memory_stats()
+        with (hook if hook is not None else _nothing()):
+            for _ in range(3):
+                fn()
+            cupy.cuda.get_current_device().synchronize()
+            torch.cuda.synchronize()
+        peak = hook.peak if hook is not None else torch.cuda.max_memory_allocated()
         print(json.dumps({"peak": int(peak)}))
         return
     before = _rss_kib("VmRSS")
@@ -206,6 +221,35 @@ def memory_child(args):
     for _ in range(3):
         fn()
     print(json.dumps({"peak": int((_rss_kib("VmHWM") - before) * 1024)}))
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _CupyPeakHook():
+    """A cupy MemoryHook tracking the peak of bytes allocated from the pool (made on first use, so
+    that importing this module never imports cupy)."""
+    import cupy
+
+    class Hook(cupy.cuda.MemoryHook):
+        name = "MiniganPeakHook"
+
+        def __init__(self):
+            super().__init__()
+            self.now = self.peak = 0
+
+        def malloc_postprocess(self, device_id, size, mem_size, mem_ptr, pmem_id):
+            self.now += mem_size
+            self.peak = max(self.peak, self.now)
+
+        def free_postprocess(self, device_id, mem_size, mem_ptr, pmem_id):
+            self.now -= mem_size
+    return Hook()
 
 
 def _rss_kib(field):
@@ -229,7 +273,7 @@ def _reset_peak_rss():
 def measure_memory(args, which):
     cmd = [sys.executable, os.path.abspath(__file__), "--workload", args.workload, "--backend", args.backend,
            "--memory-child", which] + (["--batch", str(args.batch)] if args.batch else []) + \
-        (["--tf32"] if args.tf32 else [])
+        (["--tf32"] if args.tf32 else []) + (["--threads", str(args.threads)] if args.threads else [])
     # glibc's malloc raises its mmap threshold after large blocks are freed (up to 32 MiB), and then
     # serves later ones from freed heap pages that RSS already counts: the growth measured depended on
     # what the warm-up had freed (torch's mlp figure ranged 11-32 MiB).  A fixed threshold gives every
@@ -248,6 +292,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--steps-per-repeat", type=int, default=3)
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--threads", type=int, help="threads for torch and numpy's BLAS alike (default: the CPU count)")
     ap.add_argument("--tf32", action="store_true", help="cupy: let both libraries use TF32 tensor cores "
                     "(default: off for both, so both compute in IEEE float32; torch's cuDNN default is on)")
     ap.add_argument("--count-launches", action="store_true", help="cupy only: CUDA kernels per step of each")
@@ -256,15 +301,15 @@ def main():
     if args.memory_child:
         if args.backend == "cupy":
             set_tf32(args.tf32)
+        set_threads(args.threads)
         return memory_child(args)
-    import torch
     set_tf32(args.tf32)
+    threads = set_threads(args.threads)
+    meter = LoadMeter()
     batch, ms, tms = time_both(args)
-    device = platform.machine() + " CPU" if args.backend == "numpy" else torch.cuda.get_device_name()
-    print(f"# {args.workload}, batch {batch}, float32, {device}, numpy {np.__version__}, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, median of {args.repeats} x {args.steps_per_repeat} steps, "
-          f"numba kernels {'on' if args.backend == 'numpy' and _numba.enabled() else 'off'}"
-          + (f", TF32 {'on' if args.tf32 else 'off'} for both (cuDNN/cuBLAS)" if args.backend == "cupy" else ""))
+    print(header(f"{args.workload}, batch {batch}, float32, median of {args.repeats} x {args.steps_per_repeat} steps "
+                 f"ABBA" + (f", TF32 {'on' if args.tf32 else 'off'} for both" if args.backend == "cupy" else ""),
+                 args.backend, threads, meter))
     print(f"minigan {ms:9.2f} ms/step   torch {tms:9.2f} ms/step   ratio minigan/torch {ms / tms:.2f}")
     if args.count_launches and args.backend == "cupy":
         count_launches(args)

@@ -24,6 +24,7 @@ from minigan.backend import xp_for
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gan_step  # noqa: E402
+from conditions import LoadMeter, header, set_threads  # noqa: E402
 
 
 def reference_tflops(xp, backend, n, repeats=5):
@@ -85,8 +86,11 @@ def main():
     ap.add_argument("--workload", default="dcgan32", choices=["dcgan32", "dcgan64"])
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--tf32", action="store_true", help="cupy: allow TF32 (CUPY_TF32=1); default IEEE float32")
+    ap.add_argument("--threads", type=int, help="threads for numpy's BLAS (default: the CPU count)")
     args = ap.parse_args()
     gan_step.set_tf32(args.tf32)                        # before cupy is imported (CUPY_TF32)
+    threads = set_threads(args.threads)
+    meter = LoadMeter()
     xp, sync = xp_for(args.backend), gan_step.syncs(args.backend)[0]
     n_ref = 8192 if args.backend == "cupy" else 2048
     ref = reference_tflops(xp, args.backend, n_ref)
@@ -111,9 +115,9 @@ def main():
     flops = [2 * m * n * k for m, n, k, _ in rec.calls]
     gemm_s, gemm_flops = sum(secs), sum(flops)
     rate = gemm_flops / gemm_s / 1e12
-    device = (xp.cuda.runtime.getDeviceProperties(0)["name"].decode() if args.backend == "cupy"
-              else "CPU (numpy)")
-    print(f"# {args.workload}, batch {batch}, float32, {device}, TF32 {'on' if args.tf32 else 'off'}")
+    print(header(f"{args.workload} GEMMs, batch {batch}, float32" +
+                 (f", TF32 {'on' if args.tf32 else 'off'}" if args.backend == "cupy" else ""),
+                 args.backend, threads, meter))
     print(f"reference float32 GEMM {n_ref}^3: {ref:8.2f} TFLOP/s")
     print(f"GAN step: {len(flops)} conv GEMMs, {gemm_flops / 1e9:.1f} GFLOP in {gemm_s * 1e3:.2f} ms -> "
           f"{rate:.2f} TFLOP/s = {100 * rate / ref:.0f} % of the reference")

@@ -4,11 +4,12 @@
 
 Prints, per op: median ms for minigan and torch, the ratio minigan/torch, and minigan's achieved
 GFLOP/s for the convolutions (2 * MACs; backward counts backward-data + backward-filter).  "bwd"
-runs the backward alone, again and again on one tape (torch: retain_graph=True).
+runs the backward alone, again and again on one tape (torch: retain_graph=True).  The two libraries
+alternate ABBA within each pass (never all of one library's repeats first), get the same thread
+count (--threads), and TF32 is off for both on the GPU; the header names every condition.
 """
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -16,11 +17,14 @@ import time
 import numpy as np
 
 import minigan
-from minigan.ops import _numba
 
 # the torch twin lives with the tests (the oracle) and serves here as the competitor
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 from torch_twin import torch_net_like  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from conditions import LoadMeter, header, set_threads  # noqa: E402
+from gan_step import set_tf32  # noqa: E402
 
 
 def _sync(backend):
@@ -29,16 +33,19 @@ def _sync(backend):
         cupy.cuda.get_current_device().synchronize()
 
 
-def median_ms(fn, repeats, sync):
-    fn()
-    sync()                                          # warm-up excluded
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def median_ms_abba(fns, syncs, repeats):
+    """Median ms of each of two functions, run alternately ABBA (warm-up excluded)."""
+    for fn, sync in zip(fns, syncs):
         fn()
         sync()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    times = ([], [])
+    for r in range(repeats):
+        for i in ((0, 1) if r % 2 == 0 else (1, 0)):
+            t0 = time.perf_counter()
+            fns[i]()
+            syncs[i]()
+            times[i].append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def cases(batch):
@@ -68,16 +75,18 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--threads", type=int, help="threads for torch and numpy's BLAS alike (default: the CPU count)")
     args = ap.parse_args()
     import torch
+    if args.backend == "cupy":
+        set_tf32(False)
+    threads = set_threads(args.threads)
+    meter = LoadMeter()
 
     dev = "cuda" if args.backend == "cupy" else "cpu"
     tdtype = getattr(torch, args.dtype)
     sync = (lambda: _sync(args.backend))
     tsync = (lambda: torch.cuda.synchronize()) if dev == "cuda" else (lambda: None)
-    print(f"# {platform.processor() or platform.machine()}, backend {args.backend}, {args.dtype}, batch {args.batch}, "
-          f"numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-          f"median of {args.repeats}, numba kernels {'on' if args.backend == 'numpy' and _numba.enabled() else 'off'}")
     print(f"{'op':30} {'pass':8} {'minigan ms':>11} {'torch ms':>9} {'ratio':>6} {'GFLOP/s':>8}")
     for name, layer, shape, macs in cases(args.batch):
         net = minigan.Sequential(layer, dtype=np.dtype(args.dtype), seed=0).to(args.backend)
@@ -120,9 +129,11 @@ def main():
 
         for label, f, tf, flops in (("fwd", fwd, tfwd, 2 * macs), ("bwd", bwd, tbwd, 4 * macs),
                                     ("fwd+bwd", fwd_bwd, tfwd_bwd, 6 * macs)):
-            ms, tms = median_ms(f, args.repeats, sync), median_ms(tf, args.repeats, tsync)
+            ms, tms = median_ms_abba((f, tf), (sync, tsync), args.repeats)
             gflops = f"{flops / ms / 1e6:8.1f}" if flops else f"{'':8}"
             print(f"{name:30} {label:8} {ms:11.3f} {tms:9.3f} {ms / tms:6.2f} {gflops}")
+    print(header(f"ops, backend {args.backend}, {args.dtype}, batch {args.batch}, median of {args.repeats} ABBA",
+                 args.backend, threads, meter))
 
 
 if __name__ == "__main__":

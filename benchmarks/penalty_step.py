@@ -22,6 +22,7 @@ import minigan
 from minigan.gan import r1_penalty, wgan_gp_penalty
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from conditions import LoadMeter, header, set_threads  # noqa: E402
 from gan_step import build, set_tf32, syncs  # noqa: E402  (also puts tests/ on the path for torch_twin)
 
 
@@ -84,10 +85,12 @@ def main():
     ap.add_argument("--batch", type=int)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--steps-per-repeat", type=int, default=3)
+    ap.add_argument("--threads", type=int, help="threads for torch and numpy's BLAS alike (default: the CPU count)")
     args = ap.parse_args()
     if args.backend == "cupy":
         set_tf32(False)
-    import torch
+    threads = set_threads(args.threads)
+    meter = LoadMeter()
     G, D, z, real, batch = build(args.workload, args.backend, args.batch)
     fake = G(z)                                   # a fixed fake batch: the D step alone is timed
     device = "cuda" if args.backend == "cupy" else "cpu"
@@ -104,16 +107,16 @@ def main():
         fn()
     sync()
     times = {k: [] for k in fns}
-    for _ in range(args.repeats):
-        for k, fn in fns.items():
+    for r in range(args.repeats):
+        for k, fn in (list(fns.items()) if r % 2 == 0 else list(fns.items())[::-1]):      # ABBA
             t0 = time.perf_counter()
             for _ in range(args.steps_per_repeat):
                 fn()
             sync()
             times[k].append((time.perf_counter() - t0) * 1e3 / args.steps_per_repeat)
     med = {k: statistics.median(v) for k, v in times.items()}
-    pin = "OPENBLAS_CORETYPE=" + os.environ.get("OPENBLAS_CORETYPE", "(unset)")
-    print(f"{args.workload} D step, batch {batch}, float32, {args.backend}, torch threads {torch.get_num_threads()}, {pin}")
+    print(header(f"{args.workload} D step, batch {batch}, float32, median of {args.repeats} x "
+                 f"{args.steps_per_repeat} steps, the four steps ABBA", args.backend, threads, meter))
     for lib in ("minigan", "torch"):
         p, q = med[(lib, "plain")], med[(lib, args.penalty)]
         print(f"  {lib:8} plain {p:8.1f} ms   with {args.penalty} {q:8.1f} ms   {args.penalty}/plain {q / p:.2f}x")
