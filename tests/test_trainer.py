@@ -199,3 +199,54 @@ def test_spectral_norm_recipe_wraps_every_affine_layer_of_d():
         assert not any("weight_orig" in k for k in G.state_dict())
     with pytest.raises(ValueError, match="unknown penalty"):
         recipe_for("ring8", penalty="r3")
+
+
+def _own_nets(seed=0):
+    import minigan
+    G = minigan.Sequential(minigan.Linear(4, 32), minigan.ReLU(), minigan.Linear(32, 2), seed=seed)
+    D = minigan.Sequential(minigan.Linear(2, 32), minigan.LeakyReLU(0.2), minigan.Linear(32, 1), seed=seed + 1)
+    return G, D
+
+
+def _two_moons(n, rng):
+    t = rng.uniform(0, np.pi, n)
+    upper = rng.random(n) < 0.5
+    x = np.stack([np.cos(t) + np.where(upper, 0, 1), np.sin(t) * np.where(upper, 1, -1) + np.where(upper, 0, 0.5)], 1)
+    return x + 0.05 * rng.standard_normal((n, 2))
+
+
+@pytest.mark.parametrize("kind", ["array", "callable"])
+def test_own_nets_and_data_train_resume_exactly_and_evaluate(tmp_path, kind):
+    data = _two_moons(500, np.random.default_rng(0)) if kind == "array" else _two_moons
+    kw = dict(z_dim=4, steps=8, batch_size=16, ema=0.9, penalty="r1", penalty_weight=0.1, checkpoint_every=4,
+              sample_every=4)
+    G, D = _own_nets()
+    Trainer(G=G, D=D, data=data, out_dir=tmp_path / "straight", **kw).run(progress=False)
+    G, D = _own_nets()
+    Trainer(G=G, D=D, data=data, out_dir=tmp_path / "halves", **kw).run(4, progress=False)
+    with pytest.raises(trainer_mod.CheckpointError, match="trained your own nets"):
+        Trainer.resume(tmp_path / "halves")
+    G, D = _own_nets(seed=7)                       # other initial weights: the checkpoint's are loaded
+    t = Trainer.resume(tmp_path / "halves", G=G, D=D, data=data)
+    t.run(8, progress=False)
+    _assert_identical(_arrays(tmp_path / "straight" / "checkpoint.npz"), _arrays(tmp_path / "halves" / "checkpoint.npz"))
+    assert (tmp_path / "halves" / "samples.png").read_bytes()[:4] == b"\x89PNG"
+    from minigan.metrics import evaluate
+    m = evaluate(t, n=200, features=lambda x: x)
+    assert m["preset"] == "custom" and m["fid"] >= 0 and m["floor"]["fid"] < m["fid"]
+    with pytest.raises(ValueError, match="needs features"):
+        evaluate(t)
+
+
+def test_own_nets_bad_use():
+    G, D = _own_nets()
+    with pytest.raises(ValueError, match="needs all of G, D and data"):
+        Trainer(G=G, D=D, z_dim=4)
+    with pytest.raises(ValueError, match="either a preset"):
+        Trainer("ring8", G=G, D=D, data=np.zeros((4, 2)), z_dim=4)
+    with pytest.raises(ValueError, match="z_dim must be a positive int"):
+        Trainer(G=G, D=D, data=np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="spectral_norm.*put it in them"):
+        Trainer(G=G, D=D, data=np.zeros((4, 2)), z_dim=4, spectral_norm=True)
+    with pytest.raises(ValueError, match="must return an array of n samples"):
+        Trainer(G=G, D=D, data=lambda n, rng: np.zeros((n - 1, 2)), z_dim=4, batch_size=8).train_step()

@@ -140,6 +140,21 @@ def recipe_for(name, **overrides):
     if unknown:
         raise KeyError(f"unknown recipe keys {sorted(unknown)}; known: {', '.join(DEFAULT_RECIPE)}")
     recipe = {**DEFAULT_RECIPE, **PRESETS[name].recipe, **overrides}
+    return check_recipe(recipe)
+
+
+def check_recipe(recipe):
+    """Validate the values of a full recipe (clear errors naming the key); -> the recipe."""
+    for key, low in (("batch_size", 1), ("steps", 1), ("n_critic", 1), ("pack", 1), ("z_dim", 1),
+                     ("sample_every", 0), ("checkpoint_every", 0)):     # (0: never)
+        v = recipe[key]
+        if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= low):
+            raise ValueError(f"{key} must be an int >= {low}, got {v!r}")
+    for key in ("lr_g", "lr_d", "grad_clip", "weight_clip", "l1", "l2", "ema", "d_dropout", "eval_every"):
+        if not (isinstance(recipe[key], (int, float, np.number)) and recipe[key] >= 0):
+            raise ValueError(f"{key} must be a number >= 0, got {recipe[key]!r}")
+    if recipe["ema"] >= 1:
+        raise ValueError(f"ema must be a decay in [0, 1), got {recipe['ema']!r}")
     if recipe["pack"] < 1 or recipe["batch_size"] % recipe["pack"]:
         raise ValueError(f"pack must be >= 1 and divide batch_size, got pack={recipe['pack']}, "
                          f"batch_size={recipe['batch_size']}")

@@ -4,6 +4,7 @@
     t.run()                          # to recipe["steps"]; writes checkpoint.npz, log.jsonl, samples.png
     t = Trainer.resume("runs/ring8") # the same run, bit for bit, from its checkpoint
     t.run(steps=6000)
+    t = Trainer(G=my_G, D=my_D, data=my_array_or_sampler, z_dim=16, steps=3000, penalty="r1")   # your own GAN
 
 Every random draw (data, z, dropout masks) comes from numpy Generators whose states are saved, so
 the same seed on the same backend gives the same run, and a resumed run continues identically.
@@ -45,15 +46,60 @@ def _set_rng_state(rng, state):
     rng.bit_generator.state = state
 
 
+CUSTOM = "custom"
+
+
+def _custom_recipe(G, D, z_dim, overrides):
+    """DEFAULT_RECIPE with ``overrides`` for a GAN built from the user's own nets and data."""
+    from .models import DEFAULT_RECIPE, check_recipe
+    for name, net in (("G", G), ("D", D)):
+        if not all(callable(getattr(net, m, None)) for m in ("forward", "backward", "parameters", "state_dict")):
+            raise TypeError(f"Trainer: {name} must be a minigan.Sequential (forward/backward/parameters), "
+                            f"got {type(net).__name__}")
+    if G.dtype != D.dtype:
+        raise ValueError(f"Trainer: G computes in {G.dtype} but D in {D.dtype}; build both with one dtype")
+    if not (isinstance(z_dim, (int, np.integer)) and z_dim >= 1):
+        raise ValueError(f"Trainer: z_dim must be a positive int (the size of G's noise input), got {z_dim!r}")
+    unknown = set(overrides) - set(DEFAULT_RECIPE)
+    if unknown:
+        raise KeyError(f"unknown recipe keys {sorted(unknown)}; known: {', '.join(DEFAULT_RECIPE)}")
+    for key in ("data", "conditional", "init", "spectral_norm", "d_dropout"):
+        if key in overrides and overrides[key] != DEFAULT_RECIPE[key]:
+            raise ValueError(f"Trainer: recipe key {key!r} builds a preset's nets or data; with your own G, D "
+                             f"and data, put it in them instead")
+    recipe = {**DEFAULT_RECIPE, **overrides, "data": CUSTOM, "z_dim": int(z_dim), "dtype": str(G.dtype)}
+    check_recipe(recipe)
+    return recipe
+
+
 class Trainer:
-    def __init__(self, preset="ring8", seed=0, backend=None, out_dir=None, data_dir=None, **overrides):
-        self.recipe = recipe_for(preset, **overrides)
+    """Alternating D and G updates with EMA, exact resume, logs, pictures, penalties and evaluation,
+    for a preset (``Trainer("dcgan-mnist", ...)``) or for your own parts:
+    ``Trainer(G=..., D=..., data=..., z_dim=..., **recipe)`` with two ``minigan.Sequential`` nets and
+    ``data`` an array of samples (N, ...) or a callable ``sample(n, rng) -> array`` (rng: a numpy
+    Generator, the trainer's own, so that runs are reproducible and resume exactly)."""
+
+    def __init__(self, preset=None, seed=0, backend=None, out_dir=None, data_dir=None, *, G=None, D=None,
+                 data=None, z_dim=None, **overrides):
+        if isinstance(data, str):                 # the recipe key "data" (a preset's dataset name)
+            overrides["data"], data = data, None
+        custom = G is not None or D is not None or data is not None
+        if custom:
+            if G is None or D is None or data is None:
+                raise ValueError("Trainer: your own GAN needs all of G, D and data (and z_dim)")
+            if preset is not None:
+                raise ValueError(f"Trainer: give either a preset ({preset!r}) or your own G, D and data, not both")
+            self.recipe, preset = _custom_recipe(G, D, z_dim, overrides), CUSTOM
+        else:
+            preset = "ring8" if preset is None else preset
+            self.recipe = recipe_for(preset, **overrides)
         self.preset, self.seed = preset, int(seed)
         self.backend = backend or get_backend()
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.data_dir = data_dir
         r = self.recipe
-        self.G, self.D = build_nets(preset, r, self.seed)
+        self.G, self.D = (G, D) if custom else build_nets(preset, r, self.seed)
+        self.user_data = data
         self.G.to(self.backend)
         self.D.to(self.backend)
         self.objective = gan_objective(r["objective"])
@@ -81,6 +127,15 @@ class Trainer:
     def _load_data(self):
         kind = self.recipe["data"]
         xp = get_xp(*self.G.parameters().values())
+        if kind == CUSTOM:
+            self.mixture = self.images = self.labels = None
+            if not callable(self.user_data):
+                a = self.user_data
+                if not hasattr(a, "shape") or a.ndim < 2 or len(a) < 1:
+                    raise ValueError(f"Trainer: data must be an array of samples (N, ...) with N >= 1, or a callable "
+                                     f"sample(n, rng); got {getattr(a, 'shape', type(a).__name__)}")
+                self.images = xp.asarray(np.asarray(to_backend(a, "numpy"), dtype=self.dtype))
+            return
         if kind in MIXTURES:
             self.mixture, self.images, self.labels = MIXTURES[kind](), None, None
             return
@@ -94,6 +149,14 @@ class Trainer:
 
     def _real_batch(self, n):
         """-> (real batch on the backend, labels (host int64) or None)."""
+        if self.recipe["data"] == CUSTOM:
+            if self.images is not None:
+                return self.images[self.rng.integers(0, len(self.images), size=n)], None
+            x = self.user_data(n, self.rng)
+            if not hasattr(x, "shape") or len(x) != n:
+                raise ValueError(f"Trainer: data(n, rng) must return an array of n samples; asked for {n}, got "
+                                 f"{getattr(x, 'shape', type(x).__name__)}")
+            return to_backend(np.asarray(to_backend(x, "numpy"), dtype=self.dtype), self.backend), None
         if self.mixture is not None:
             x, _ = self.mixture.sample(n, self.rng)
             return to_backend(x.astype(self.dtype), self.backend), None
@@ -231,10 +294,10 @@ class Trainer:
                     if log is not None:
                         log.write(json.dumps({"step": self.step, "eval": result}) + "\n")
                 if self.out_dir is not None:
-                    if self.step % r["sample_every"] == 0 and self.step < total:
+                    if r["sample_every"] and self.step % r["sample_every"] == 0 and self.step < total:
                         (self.out_dir / "samples").mkdir(exist_ok=True)
                         self.write_samples(self.out_dir / "samples" / f"step_{self.step:07d}.png")
-                    if self.step % r["checkpoint_every"] == 0:
+                    if r["checkpoint_every"] and self.step % r["checkpoint_every"] == 0:
                         log.flush()
                         self.save()
         finally:
@@ -254,7 +317,8 @@ class Trainer:
         if self.ema is None:
             return self.G
         if self._ema_net is None:
-            self._ema_net = build_nets(self.preset, self.recipe, self.seed)[0].to(self.backend)
+            G = self.G if self.preset == CUSTOM else build_nets(self.preset, self.recipe, self.seed)[0]
+            self._ema_net = type(self.G)(*G.layers, dtype=self.G.dtype).to(self.backend)
         self._ema_net.load_state_dict({**self.G.state_dict(), **self.ema})
         return self._ema_net
 
@@ -272,10 +336,19 @@ class Trainer:
         return np.asarray(to_backend(out, "numpy"), dtype=np.float64)
 
     def write_samples(self, path, n=None, labels=None, seed=None):
+        """A picture of samples: points over the true modes for 2-D data, a grid for images
+        (N, 1 or 3, H, W); other custom data gets no picture (returns None)."""
         if self.mixture is not None:
             write_png(path, scatter_image(self.sample(n or 2500, seed=seed), self.mixture.centers))
+            return path
+        x = self.sample(n or (2500 if self.preset == CUSTOM else 64), labels, seed=seed)
+        if x.ndim == 2 and x.shape[1] == 2:
+            write_png(path, scatter_image(x))
+        elif x.ndim == 4 and x.shape[1] in (1, 3):
+            write_png(path, image_grid(x[:64], ncols=8))
         else:
-            write_png(path, image_grid(self.sample(n or 64, labels, seed=seed), ncols=8))
+            return None
+        return path
 
     # ---------------------------------------------------------------- checkpoints
     def config(self):
@@ -321,15 +394,28 @@ class Trainer:
         _set_rng_state(self.D.rng, rngs["D"])
 
     @classmethod
-    def resume(cls, run_dir, data_dir=None, backend=None, preset=None):
-        """The run saved in ``run_dir``, ready to continue; ``preset`` (if given) must match."""
+    def resume(cls, run_dir, data_dir=None, backend=None, preset=None, *, G=None, D=None, data=None):
+        """The run saved in ``run_dir``, ready to continue; ``preset`` (if given) must match.  A run of
+        your own nets resumes with the same G, D and data passed again (the checkpoint holds their
+        weights and state, not their code)."""
         run_dir = Path(run_dir)
         tree = read_checkpoint(run_dir)
         cfg = json.loads(str(tree["config"]))
         if preset is not None and preset != cfg["preset"]:
             raise CheckpointError(f"{run_dir / CHECKPOINT} is a {cfg['preset']!r} run, not {preset!r}")
-        t = cls(cfg["preset"], cfg["seed"], backend or cfg["backend"], run_dir, data_dir or cfg["data_dir"],
-                **{k: v for k, v in cfg["recipe"].items()})
+        recipe = dict(cfg["recipe"])
+        if cfg["preset"] == CUSTOM:
+            if G is None or D is None or data is None:
+                raise CheckpointError(f"{run_dir} trained your own nets: resume it with Trainer.resume(..., G=, D=, "
+                                      f"data=) and the same architectures")
+            for key in ("data", "dtype"):
+                recipe.pop(key)
+            z_dim = recipe.pop("z_dim")
+            t = cls(None, cfg["seed"], backend or cfg["backend"], run_dir, None, G=G, D=D, data=data, z_dim=z_dim,
+                    **recipe)
+        else:
+            t = cls(cfg["preset"], cfg["seed"], backend or cfg["backend"], run_dir, data_dir or cfg["data_dir"],
+                    **recipe)
         t.load_state(tree)
         _truncate_log(run_dir / LOG, t.step)
         return t

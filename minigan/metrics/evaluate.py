@@ -3,6 +3,7 @@ modes out of 1000 for stacked MNIST.  Each metric comes with its real-vs-real fl
 (two disjoint halves of the real data), so that a number can be read against what is attainable."""
 import numpy as np
 
+from ..backend import asnumpy
 from ..data import stacked_mnist
 from .classifier import MnistClassifier, softmax
 from .features import fid, inception_score, kl_to_uniform, precision_recall
@@ -10,6 +11,23 @@ from .mixtures import mode_coverage
 
 MIXTURE_SAMPLES = 2500          # the PacGAN protocol
 STACKED_SAMPLES = 26000         # the VEEGAN / PacGAN stacked-MNIST protocol
+
+
+def _custom_metrics(trainer, features, n, seed, rng):
+    if features is None:
+        raise ValueError("evaluate: a GAN of your own nets needs features=callable(x) -> (N, F) array to be scored")
+    run_rng = trainer.rng                               # draw the real samples without moving the run's rng
+    trainer.rng = np.random.default_rng(int(rng.integers(2**63)))
+    try:
+        real_a, real_b = (asnumpy(trainer._real_batch(n)[0]) for _ in range(2))
+    finally:
+        trainer.rng = run_rng
+    fa, fb, ff = (np.asarray(features(x), dtype=np.float64) for x in (real_a, real_b, trainer.sample(n, seed=seed)))
+
+    def scores(real, fake):
+        precision, recall = precision_recall(real, fake, k=3)
+        return {"fid": fid(real, fake), "precision": precision, "recall": recall}
+    return {"preset": "custom", "step": trainer.step, "n": n, **scores(fa, ff), "floor": scores(fa, fb)}
 
 
 def _feature_metrics(real, fake):
@@ -20,9 +38,14 @@ def _feature_metrics(real, fake):
             "precision": precision, "recall": recall, "digit_kl": kl_to_uniform(logits.argmax(axis=1), 10)}
 
 
-def evaluate(trainer, n=None, seed=0, classifier=None):
-    """-> a flat dict of metrics for the run held by ``trainer`` (its EMA generator if it has one)."""
+def evaluate(trainer, n=None, seed=0, classifier=None, features=None):
+    """-> a flat dict of metrics for the run held by ``trainer`` (its EMA generator if it has one).
+    A GAN of your own nets is scored on your ``features(x) -> (N, F)`` (a host numpy array): the
+    Fréchet distance and precision/recall (k = 3) of n generated against n real samples, each beside
+    its real-vs-real floor."""
     rng = np.random.default_rng(seed)
+    if trainer.preset == "custom":
+        return _custom_metrics(trainer, features, n or 1000, seed, rng)
     if trainer.mixture is not None:
         n = n or MIXTURE_SAMPLES
         m = mode_coverage(trainer.sample(n, seed=seed), trainer.mixture.centers, trainer.mixture.std)
