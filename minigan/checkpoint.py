@@ -43,14 +43,37 @@ def save(path, tree):
         raise
 
 
+class CheckpointFileError(ValueError):
+    """A file that is not a readable pickle-free checkpoint; the message says what is wrong with it."""
+
+
 def load(path):
-    """Read a checkpoint written by ``save`` (or any pickle-free ``.npz``) into nested dicts."""
+    """Read a checkpoint written by ``save`` (or any pickle-free ``.npz``) into nested dicts.
+    A damaged file (truncated, bit-flipped, empty, not a zip) or one holding pickled objects raises
+    CheckpointFileError saying so; no pickled object is ever loaded."""
+    import zipfile
+    path = os.fspath(path)
     out = {}
-    with np.load(os.fspath(path), allow_pickle=False) as data:
-        for key in data.files:
-            node = out
-            *parents, leaf = key.split("/")
-            for p in parents:
-                node = node.setdefault(p, {})
-            node[leaf] = data[key]
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            for key in data.files:
+                node = out
+                *parents, leaf = key.split("/")
+                for p in parents:
+                    node = node.setdefault(p, {})
+                value = data[key]
+                if not isinstance(value, np.ndarray):       # numpy hands back raw bytes for a non-.npy member
+                    raise CheckpointFileError(f"{path} is truncated or corrupt (entry {key!r} is not an array); "
+                                              f"it cannot be read")
+                node[leaf] = value
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise CheckpointFileError(f"{path} holds pickled Python objects; minigan checkpoints never do, and "
+                                      f"pickles are refused (they could run code)") from None
+        raise CheckpointFileError(f"{path} is truncated or corrupt ({e}); it cannot be read") from None
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise CheckpointFileError(f"{path} is truncated or corrupt ({type(e).__name__}: {e}); "
+                                  f"it cannot be read") from None
     return out

@@ -113,6 +113,35 @@ class UsageError(Exception):
     """A mistake on the command line: reported in one line, exit status 2."""
 
 
+def _recipe_overrides(args):
+    """--config FILE, then --set KEY=VALUE (repeatable), then the named flags: -> overrides."""
+    import json
+    overrides = {}
+    if args.config:
+        try:
+            with open(args.config) as f:
+                loaded = json.load(f)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"--config {args.config}: cannot read a JSON recipe ({e})") from None
+        if not isinstance(loaded, dict):
+            raise UsageError(f"--config {args.config}: expected a JSON object of recipe keys, got {type(loaded).__name__}")
+        overrides.update(loaded)
+    for item in args.set or []:
+        key, eq, text = item.partition("=")
+        if not eq or not key:
+            raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            overrides[key.strip()] = json.loads(text)
+        except ValueError:
+            overrides[key.strip()] = text                 # a bare string, e.g. --set objective=hinge
+    named = (("batch_size", args.batch_size), ("penalty", args.penalty), ("penalty_weight", args.penalty_weight),
+             ("penalty_every", args.penalty_every), ("steps", args.steps))
+    overrides.update({k: v for k, v in named if v is not None})
+    if args.spectral_norm:
+        overrides["spectral_norm"] = True
+    return overrides
+
+
 def _train(args):
     from .gan.models import PRESETS
     from .gan.models import recipe_for
@@ -122,44 +151,64 @@ def _train(args):
         raise UsageError(f"unknown preset {args.preset!r}; choose from {', '.join(PRESETS)}")
     if args.data_dir is not None and not os.path.isdir(args.data_dir):
         raise UsageError(f"data directory {args.data_dir} does not exist")
+    if args.steps is not None and args.steps < 1:
+        raise UsageError(f"--steps must be >= 1, got {args.steps}")
+    if args.seed is not None and args.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    if args.resume:
+        recipe_flags = (args.batch_size, args.seed, args.out, args.penalty, args.penalty_weight, args.penalty_every,
+                        args.config, args.set)
+        if any(v is not None for v in recipe_flags) or args.spectral_norm:
+            raise UsageError("--batch-size, --seed, --out, --penalty*, --spectral-norm, --set and --config belong "
+                             "to the original run and cannot change on --resume")
     if args.download:
         from .data import download_mnist
         args.data_dir = str(download_mnist(args.data_dir))
     if args.resume:
-        recipe_flags = (args.batch_size, args.seed, args.out, args.penalty, args.penalty_weight, args.penalty_every)
-        if any(v is not None for v in recipe_flags) or args.spectral_norm:
-            raise UsageError("--batch-size, --seed, --out, --penalty*, --spectral-norm belong to the original run "
-                             "and cannot change on --resume")
         t = Trainer.resume(args.resume, data_dir=args.data_dir, backend=args.backend, preset=args.preset)
+        steps = args.steps if args.steps is not None else int(t.recipe["steps"])   # the run's own target
+        if steps <= t.step:
+            if args.steps is not None and steps < t.step:
+                raise UsageError(f"--steps {steps} is below the {t.step} steps the run already has")
+            print(f"the run in {args.resume} is complete: {t.step} of {steps} steps; pass --steps N (N > {t.step}) "
+                  f"to train on", file=sys.stderr)
+            return 0
     else:
         preset = args.preset or "ring8"
         out = args.out or os.path.join("runs", preset)
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise UsageError(f"--out {out} is a file; the run directory must be a new or existing folder")
         if os.path.exists(os.path.join(out, CHECKPOINT)):
             raise UsageError(f"{out} already holds a run; continue it with --resume {out} or choose another --out")
-        overrides = {k: v for k, v in (("batch_size", args.batch_size), ("penalty", args.penalty),
-                                        ("penalty_weight", args.penalty_weight),
-                                        ("penalty_every", args.penalty_every)) if v is not None}
-        if args.spectral_norm:
-            overrides["spectral_norm"] = True
+        overrides = _recipe_overrides(args)
         try:
             recipe_for(preset, **overrides)
-        except (KeyError, ValueError) as e:
+        except (KeyError, ValueError, TypeError) as e:
             raise UsageError(str(e).strip("'\"")) from None
         t = Trainer(preset, seed=args.seed or 0, backend=args.backend, out_dir=out, data_dir=args.data_dir,
                     **overrides)
-    steps = args.steps if args.steps is not None else t.recipe["steps"]
-    if steps < t.step:
-        raise UsageError(f"--steps {steps} is below the {t.step} steps the run already has")
+        steps = int(t.recipe["steps"])
     t.run(steps, progress=not args.quiet)
     for name in (CHECKPOINT, LOG, SAMPLES):
         print(os.path.join(str(t.out_dir), name))
     return 0
 
 
+def _presets(args):
+    import json
+
+    from .gan.models import PRESETS, recipe_for
+    for name, preset in PRESETS.items():
+        print(f"{name}: {preset.doc}")
+        if args.recipes:
+            print("  " + json.dumps(recipe_for(name), sort_keys=True))
+    return 0
+
+
 def _sample(args):
     from .gan.trainer import Trainer
 
-    t = Trainer.resume(args.run_dir, data_dir=args.data_dir, backend=args.backend)
+    t = Trainer.resume(args.run_dir, data_dir=args.data_dir, backend=args.backend, repair_log=False)
     if args.label is not None and not t.recipe["conditional"]:
         raise UsageError(f"--label needs a conditional preset; {args.run_dir} is a {t.preset!r} run")
     if args.label is not None and not 0 <= args.label <= 9:
@@ -184,9 +233,12 @@ def write_curves(run_dir):
     steps, evals = {}, {}
     with open(path) as f:
         for line in f:
-            if not line.strip():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue                        # a torn line (a crash mid-write): not drawn
+            if not isinstance(rec, dict) or "step" not in rec:
                 continue
-            rec = json.loads(line)
             if "eval" in rec:
                 for k, v in rec["eval"].items():
                     if isinstance(v, (int, float)) and k not in ("step", "n"):
@@ -194,10 +246,11 @@ def write_curves(run_dir):
                         evals[k][0].append(rec["step"])
                         evals[k][1].append(v)
             else:
-                for k in ("loss_d", "loss_g", "d_real", "d_fake", "grad_norm_d", "grad_norm_g"):
-                    steps.setdefault(k, ([], []))
-                    steps[k][0].append(rec["step"])
-                    steps[k][1].append(rec[k])
+                for k in ("loss_d", "loss_g", "d_real", "d_fake", "grad_norm_d", "grad_norm_g", "penalty"):
+                    if isinstance(rec.get(k), (int, float)):
+                        steps.setdefault(k, ([], []))
+                        steps[k][0].append(rec["step"])
+                        steps[k][1].append(rec[k])
     panels = {**steps, **{f"eval {k}": v for k, v in evals.items()}}
     out = os.path.join(run_dir, "curves.png")
     write_png(out, line_plots(panels))
@@ -210,7 +263,7 @@ def _eval(args):
     from .gan.trainer import Trainer
     from .metrics import evaluate
 
-    t = Trainer.resume(args.run_dir, data_dir=args.data_dir, backend=args.backend)
+    t = Trainer.resume(args.run_dir, data_dir=args.data_dir, backend=args.backend, repair_log=False)
     result = evaluate(t, n=args.n, seed=args.seed)
     curves = write_curves(args.run_dir)
     if curves:
@@ -254,6 +307,9 @@ def build_parser():
     p.add_argument("--penalty-weight", type=float, help="gamma of R1/R2 or lambda of WGAN-GP (default 10)")
     p.add_argument("--penalty-every", type=int, help="the penalty on every k-th D step, weight x k (default 1)")
     p.add_argument("--spectral-norm", action="store_true", help="spectral normalisation of D's affine layers")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any recipe key (repeatable; VALUE is JSON, or a bare string), e.g. --set objective=hinge")
+    p.add_argument("--config", metavar="FILE", help="a JSON object of recipe keys (--set and the flags above win)")
 
     p = sub.add_parser("sample", help="draw samples from a trained run",
                        description="Writes a picture of samples from the run's generator (its EMA if it has one).")
@@ -275,6 +331,10 @@ def build_parser():
     p.add_argument("--backend", choices=["numpy", "cupy"])
     p.add_argument("--data-dir", help="MNIST folder, if the run's is gone")
 
+    p = sub.add_parser("presets", help="list the presets (and, with --recipes, their full recipes)",
+                       description="Lists every preset with what it trains.")
+    p.add_argument("--recipes", action="store_true", help="print each preset's full recipe as JSON")
+
     p = sub.add_parser("gradcheck", help="check every layer, loss and objective against finite differences",
                        description="Checks every backward pass against float64 central differences on every "
                                    "available backend; exits non-zero on any failure.")
@@ -295,6 +355,8 @@ def main(argv=None):
             return _sample(args)
         if args.command == "eval":
             return _eval(args)
+        if args.command == "presets":
+            return _presets(args)
         backends = ["numpy"] + (["cupy"] if has_cupy() else []) if args.backend == "all" else [args.backend]
         for b in backends:
             xp_for(b)                     # an unusable backend fails before the table starts

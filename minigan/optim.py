@@ -18,6 +18,7 @@ class Optimizer:
     hyper_names = ("lr", "weight_decay")
 
     def __init__(self, lr, weight_decay=0.0):
+        self._bound = None                # {name: id(array)} of the parameter set first stepped
         if not lr >= 0:
             raise ValueError(f"{type(self).__name__}: lr must be >= 0, got {lr!r}")
         if not weight_decay >= 0:
@@ -33,6 +34,7 @@ class Optimizer:
         unknown = [k for k in grads if k not in params]
         if unknown:
             raise KeyError(f"{type(self).__name__}.step: gradients for unknown parameters {unknown}")
+        self._bind(params)
         items = []
         for name, p in params.items():
             g = grads.get(name)
@@ -43,6 +45,25 @@ class Optimizer:
                                  f"parameter has {tuple(p.shape)}")
             items.append((name, p, g, self.state.setdefault(name, {})))
         self._update_all(items)
+
+    def _bind(self, params):
+        """An optimizer keeps its state by parameter name: stepping a second set of arrays (another
+        net with the same names) would mix their moments.  The first set stepped binds it."""
+        ids = {k: id(p) for k, p in params.items()}
+        if self._bound is None:
+            self._bound = ids
+            return
+        other = [k for k in ids if k in self._bound and ids[k] != self._bound[k]]
+        if other or set(ids) - set(self._bound):
+            raise ValueError(f"{type(self).__name__}.step: these parameters are not the arrays this optimizer "
+                             f"has been stepping ({(other or sorted(set(ids) - set(self._bound)))[:4]}...): one "
+                             f"optimizer per network (its state is kept by parameter name)")
+        for k, p in params.items():
+            st = self.state.get(k)
+            for v in (st or {}).values():
+                if hasattr(v, "shape") and v.shape != p.shape:
+                    raise ValueError(f"{type(self).__name__}.step: parameter {k!r} has shape {tuple(p.shape)} but "
+                                     f"the optimizer state holds {tuple(v.shape)}")
 
     def _update_all(self, items):
         """[(name, p, g, state), ...] of one step, all checked; a subclass may update them together."""
@@ -68,12 +89,14 @@ class Optimizer:
             setattr(self, k, tuple(float(b) for b in v) if isinstance(v, (list, tuple, np.ndarray)) and k == "betas"
                     else type(getattr(self, k))(v))
         self.state = {n: {k: (int(v) if k == "step" else v.copy()) for k, v in st.items()}
-                      for n, st in state_dict["state"].items()}
+                      for n, st in state_dict.get("state", {}).items()}   # (an optimizer that never stepped)
+        self._bound = None                # the next step binds the arrays it is given
 
     def to(self, backend):
         """Move the state arrays to another backend (after net.to(...))."""
         self.state = {n: {k: (v if k == "step" else to_backend(v, backend)) for k, v in st.items()}
                       for n, st in self.state.items()}
+        self._bound = None                # the net moved too: its new arrays bind at the next step
         return self
 
 

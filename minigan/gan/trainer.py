@@ -394,10 +394,11 @@ class Trainer:
         _set_rng_state(self.D.rng, rngs["D"])
 
     @classmethod
-    def resume(cls, run_dir, data_dir=None, backend=None, preset=None, *, G=None, D=None, data=None):
+    def resume(cls, run_dir, data_dir=None, backend=None, preset=None, *, G=None, D=None, data=None, repair_log=True):
         """The run saved in ``run_dir``, ready to continue; ``preset`` (if given) must match.  A run of
         your own nets resumes with the same G, D and data passed again (the checkpoint holds their
-        weights and state, not their code)."""
+        weights and state, not their code).  ``repair_log=False`` leaves log.jsonl as it is (for
+        reading a run: sampling, evaluation)."""
         run_dir = Path(run_dir)
         tree = read_checkpoint(run_dir)
         cfg = json.loads(str(tree["config"]))
@@ -417,28 +418,60 @@ class Trainer:
             t = cls(cfg["preset"], cfg["seed"], backend or cfg["backend"], run_dir, data_dir or cfg["data_dir"],
                     **recipe)
         t.load_state(tree)
-        _truncate_log(run_dir / LOG, t.step)
+        if repair_log:
+            _truncate_log(run_dir / LOG, t.step)
         return t
 
 
+RUN_KEYS = ("format", "config", "step", "G", "D", "opt_g", "opt_d", "ema", "schedules", "rng")
+
+
 def read_checkpoint(run_dir):
+    """The checkpoint tree of ``run_dir``; CheckpointError (one line, what is wrong) for a missing,
+    damaged, pickled or foreign file."""
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
         raise CheckpointError(f"no checkpoint in {run_dir} (expected {path})")
     try:
         tree = checkpoint.load(path)
+    except checkpoint.CheckpointFileError as e:
+        raise CheckpointError(f"{e}; the run cannot resume from it") from None
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{path} cannot be read: {e}") from None
     if str(tree.get("format", "")) != "minigan-run-1":
         raise CheckpointError(f"{path} is not a minigan training checkpoint")
+    missing = [k for k in RUN_KEYS if k not in tree and k != "ema"]
+    try:
+        json.loads(str(tree.get("config", "")))
+        json.loads(str(tree.get("rng", "")))
+    except ValueError:
+        missing.append("a readable config")
+    if missing:
+        raise CheckpointError(f"{path} is damaged (it lacks {', '.join(missing)}); the run cannot resume from it")
     return tree
 
 
 def _truncate_log(path, step):
-    """Drop log records past the checkpoint's step (written after it, before a crash)."""
+    """Drop log records past the checkpoint's step (written after it, before a crash), and a
+    half-written last line (what a crash mid-write leaves).  A damaged line before the last one is
+    not guessed at: CheckpointError, the file untouched."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    keep = []
+    for i, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+            ok = isinstance(record, dict) and isinstance(record.get("step"), int)
+        except ValueError:
+            ok = False
+        if not ok:
+            if i == len(lines) - 1:
+                break                                   # the torn last line: dropped
+            raise CheckpointError(f"{path} line {i + 1} is damaged (not a JSON record with a step); fix or remove "
+                                  f"that line to resume")
+        if record["step"] <= step:
+            keep.append(line)
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(line + "\n" for line in keep))
     os.replace(tmp, path)

@@ -47,6 +47,13 @@ class MnistClassifier:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 4 or x.shape[1:] != (1, 28, 28):
             raise ValueError(f"the MNIST classifier needs (N, 1, 28, 28) images in [-1, 1], got {x.shape}")
+        lo, hi = (float(x.min()), float(x.max())) if x.size else (-1.0, 1.0)
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo < -1.01 or hi > 1.01:
+            raise ValueError(f"the MNIST classifier needs images in [-1, 1] (pixel / 127.5 - 1), got values in "
+                             f"[{lo:.3g}, {hi:.3g}]")
+        if len(x) >= 16 and lo >= 0:
+            raise ValueError(f"these images lie in [{lo:.3g}, {hi:.3g}]: they look scaled to [0, 1], but the MNIST "
+                             f"classifier needs [-1, 1] (background -1): pass 2 * x - 1")
         feats, logits = [np.zeros((0, FEATURE_DIM))], [np.zeros((0, 10))]
         for i in range(0, len(x), self.batch):
             h = to_backend(x[i:i + self.batch], self.backend)

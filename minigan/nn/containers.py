@@ -297,6 +297,11 @@ class Sequential(Layer):
             raise ValueError("Sequential.backward: param_grads=False and input_grad=False leave nothing to compute")
         dx, nested = self.apply_backward(self.params, dy, tape.caches, param_grads, input_grad, free_tape)
         flat = flatten_tree(nested)
+        stray = [k for k in flat if k not in self._flat]
+        if stray:
+            raise ValueError(f"Sequential.backward: a layer returned gradients for {stray}, which are not parameters "
+                             f"of this network (a misspelt key would leave a parameter untrained); expected "
+                             f"keys among {list(self._flat)}")
         new = {k: flat[k] for k in self._flat if k in flat}      # in parameter order
         if grads is None:
             return dx, new
