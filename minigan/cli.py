@@ -145,7 +145,7 @@ def _recipe_overrides(args):
 def _train(args):
     from .gan.models import PRESETS
     from .gan.models import recipe_for
-    from .gan.trainer import CHECKPOINT, LOG, SAMPLES, Trainer
+    from .gan.trainer import CHECKPOINT, CONFIG, LOG, SAMPLES, Trainer
 
     if args.preset is not None and args.preset not in PRESETS:
         raise UsageError(f"unknown preset {args.preset!r}; choose from {', '.join(PRESETS)}")
@@ -188,8 +188,11 @@ def _train(args):
         t = Trainer(preset, seed=args.seed or 0, backend=args.backend, out_dir=out, data_dir=args.data_dir,
                     **overrides)
         steps = int(t.recipe["steps"])
+    if getattr(t, "split", None) == "test":
+        print("minigan train: the MNIST training set (60k) was not found; training on the 10k test set instead "
+              "(minigan train --download fetches the full set)", file=sys.stderr)
     t.run(steps, progress=not args.quiet)
-    for name in (CHECKPOINT, LOG, SAMPLES):
+    for name in (CHECKPOINT, LOG, SAMPLES, CONFIG):
         print(os.path.join(str(t.out_dir), name))
     return 0
 
@@ -225,7 +228,7 @@ def write_curves(run_dir):
     """DIR/curves.png: losses, D outputs, gradient norms and any evaluation metrics against step."""
     import json
 
-    from .viz import line_plots, write_png
+    from .viz import curves_figure
 
     path = os.path.join(run_dir, "log.jsonl")
     if not os.path.exists(path):
@@ -253,8 +256,7 @@ def write_curves(run_dir):
                         steps[k][1].append(rec[k])
     panels = {**steps, **{f"eval {k}": v for k, v in evals.items()}}
     out = os.path.join(run_dir, "curves.png")
-    write_png(out, line_plots(panels))
-    return out
+    return curves_figure(out, panels, f"{os.path.basename(os.path.normpath(run_dir))}: training curves")
 
 
 def _eval(args):

@@ -52,7 +52,6 @@ class Optimizer:
         ids = {k: id(p) for k, p in params.items()}
         if self._bound is None:
             self._bound = ids
-            return
         other = [k for k in ids if k in self._bound and ids[k] != self._bound[k]]
         if other or set(ids) - set(self._bound):
             raise ValueError(f"{type(self).__name__}.step: these parameters are not the arrays this optimizer "

@@ -130,3 +130,103 @@ def line_plots(panels, width=640, panel_height=170):
         px, py = np.concatenate(px).round().astype(int), np.concatenate(py).round().astype(int)
         img[y0 + top + h - 1 - py, left + 1 + np.clip(px, 0, w - 2)] = colors[p % len(colors)]
     return img
+
+
+# ---------------------------------------------------------------- readable figures
+# With matplotlib (``pip install "minigan[plot]"``) the pictures get axes, a title and a legend;
+# without it, the numpy-only writer above draws them (image grids enlarged to stay readable).
+
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, or None when matplotlib is missing."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg", force=True)
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def smooth(y, window):
+    """Moving average over ``window`` points (shorter at the start), the same length as y."""
+    y = np.asarray(y, dtype=np.float64)
+    if window <= 1 or len(y) < 3:
+        return y
+    c = np.cumsum(np.insert(np.where(np.isfinite(y), y, 0.0), 0, 0.0))
+    n = np.minimum(np.arange(1, len(y) + 1), window)
+    return (c[1:] - c[np.arange(1, len(y) + 1) - n]) / n
+
+
+def samples_figure(path, points, centers=None, title=""):
+    """Generated 2-D points (blue) over the true modes (red crosses), with axes, title and legend."""
+    plt = _pyplot()
+    pts = np.asarray(points, dtype=np.float64)
+    if plt is None:
+        write_png(path, scatter_image(pts, centers))
+        return path
+    fig, ax = plt.subplots(figsize=(6, 6), dpi=110)
+    ax.scatter(pts[:, 0], pts[:, 1], s=3, alpha=0.5, color="tab:blue", label=f"{len(pts)} generated samples")
+    if centers is not None:
+        c = np.asarray(centers)
+        ax.scatter(c[:, 0], c[:, 1], s=80, marker="x", color="tab:red", linewidths=2, label="true modes")
+        extent = float(np.abs(c).max()) * 1.4 + 1e-9
+        ax.set_xlim(-extent, extent)
+        ax.set_ylim(-extent, extent)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x1")
+    ax.set_ylabel("x2")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def grid_figure(path, images, ncols=8, title=""):
+    """A grid of (N, 1 or 3, H, W) images in [-1, 1] at a readable size, with a title."""
+    grid = image_grid(images, ncols=ncols)
+    plt = _pyplot()
+    if plt is None:
+        scale = max(1, -(-720 // max(grid.shape[1], 1)))         # e.g. 8 MNIST digits per row (242 px): x3
+        write_png(path, np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1))
+        return path
+    h, w = grid.shape[:2]
+    fig = plt.figure(figsize=(7.2, 7.2 * h / w + 0.5), dpi=110)
+    ax = fig.add_axes([0, 0, 1, 1 - 0.5 / (7.2 * h / w + 0.5)])
+    ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, interpolation="nearest", vmin=0, vmax=255)
+    ax.axis("off")
+    fig.suptitle(title, y=0.995, fontsize=10)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def curves_figure(path, panels, title=""):
+    """One panel per {name: (steps, values)}: the raw per-step line, faint, and a moving average
+    over ~2 % of the run on top; x axis 'step'.  Evaluation metrics (few points) are drawn as marked lines."""
+    plt = _pyplot()
+    if plt is None:
+        write_png(path, line_plots(panels))
+        return path
+    names = list(panels)
+    fig, axes = plt.subplots(len(names), 1, figsize=(8, 2.1 * max(len(names), 1)), dpi=100, sharex=True,
+                             squeeze=False)
+    for ax, name in zip(axes[:, 0], names):
+        x, y = (np.asarray(a, dtype=np.float64) for a in panels[name])
+        if len(x) > 50:
+            window = max(5, len(x) // 50)
+            ax.plot(x, y, color="tab:blue", alpha=0.25, linewidth=0.7, label="per step")
+            ax.plot(x, smooth(y, window), color="tab:blue", linewidth=1.6, label=f"moving average ({window} steps)")
+            ax.legend(loc="upper right", fontsize=7)
+        else:
+            ax.plot(x, y, marker="o", color="tab:green", linewidth=1.4)
+        ax.set_ylabel(name, fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("step")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

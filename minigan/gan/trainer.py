@@ -21,13 +21,13 @@ import numpy as np
 from .. import checkpoint, optim
 from ..backend import get_backend, get_xp, to_backend
 from ..data import MIXTURES, load_mnist, stacked_mnist
-from ..viz import image_grid, scatter_image, write_png
+from ..viz import grid_figure, samples_figure
 from ..ops.activations import sigmoid
 from .losses import gan_objective
 from .models import build_nets, recipe_for
 from .penalties import r1_penalty, wgan_gp_penalty
 
-CHECKPOINT, LOG, SAMPLES = "checkpoint.npz", "log.jsonl", "samples.png"
+CHECKPOINT, LOG, SAMPLES, CONFIG = "checkpoint.npz", "log.jsonl", "samples.png", "config.json"
 
 
 class TrainingDiverged(RuntimeError):
@@ -280,6 +280,7 @@ class Trainer:
         log = None
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            self.write_config()
             log = open(self.out_dir / LOG, "a")
         try:
             while self.step < total:
@@ -338,19 +339,31 @@ class Trainer:
     def write_samples(self, path, n=None, labels=None, seed=None):
         """A picture of samples: points over the true modes for 2-D data, a grid for images
         (N, 1 or 3, H, W); other custom data gets no picture (returns None)."""
+        sampler = "EMA of G" if self.ema is not None else "G"
         if self.mixture is not None:
-            write_png(path, scatter_image(self.sample(n or 2500, seed=seed), self.mixture.centers))
-            return path
+            x = self.sample(n or 2500, seed=seed)
+            return samples_figure(path, x, self.mixture.centers, f"{self.preset}, step {self.step}: {len(x)} samples "
+                                                                 f"of the {sampler} vs the true modes")
         x = self.sample(n or (2500 if self.preset == CUSTOM else 64), labels, seed=seed)
         if x.ndim == 2 and x.shape[1] == 2:
-            write_png(path, scatter_image(x))
-        elif x.ndim == 4 and x.shape[1] in (1, 3):
-            write_png(path, image_grid(x[:64], ncols=8))
-        else:
-            return None
-        return path
+            return samples_figure(path, x, None, f"{self.preset}, step {self.step}: {len(x)} samples of the {sampler}")
+        if x.ndim == 4 and x.shape[1] in (1, 3):
+            what = "" if labels is None else f", label {labels}"
+            return grid_figure(path, x[:64], 8, f"{self.preset}, step {self.step}: samples of the {sampler}{what}")
+        return None
 
     # ---------------------------------------------------------------- checkpoints
+    def write_config(self):
+        """DIR/config.json: the recipe, seed, backend and the versions that ran it (for people; the
+        checkpoint holds its own copy for resuming)."""
+        import platform
+        from .. import __version__
+        info = {**self.config(), "versions": {"minigan": __version__, "numpy": np.__version__,
+                                              "python": platform.python_version()}}
+        tmp = self.out_dir / (CONFIG + ".tmp")
+        tmp.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, self.out_dir / CONFIG)
+
     def config(self):
         return {"preset": self.preset, "seed": self.seed, "backend": self.backend,
                 "data_dir": None if self.data_dir is None else str(self.data_dir), "recipe": self.recipe}
@@ -477,13 +490,22 @@ def _truncate_log(path, step):
     os.replace(tmp, path)
 
 
+def _clock(seconds):
+    seconds = int(round(seconds))
+    h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
 class _Progress:
-    """step / total | losses | steps/s, redrawn in place on a terminal, every 10% otherwise."""
+    """step / total | losses | steps/s, elapsed, ETA: redrawn in place on a terminal (5 times a
+    second at most); without one, a line every 10 % of the run and at least every 30 s."""
+
+    QUIET_S = 30.0
 
     def __init__(self, total, start):
         self.total, self.start, self.t0 = total, start, time.perf_counter()
         self.tty = sys.stderr.isatty()
-        self.last = 0.0
+        self.last = self.t0
 
     def update(self, rec):
         now = time.perf_counter()
@@ -492,14 +514,17 @@ class _Progress:
         tick = max(1, (self.total - self.start) // 10)
         if self.tty and now - self.last < 0.2 and step < self.total:
             return
-        if not self.tty and done % tick and step < self.total:
+        if not self.tty and done % tick and step < self.total and now - self.last < self.QUIET_S:
             return
         self.last = now
-        rate = done / max(now - self.t0, 1e-9)
+        elapsed = now - self.t0
+        rate = done / max(elapsed, 1e-9)
+        eta = (self.total - step) / rate if rate > 0 else float("inf")
         width = 24
         filled = int(width * step / max(self.total, 1))
         line = (f"[{'#' * filled}{'.' * (width - filled)}] step {step}/{self.total} | loss_d {rec['loss_d']:.4f} "
-                f"loss_g {rec['loss_g']:.4f} | {rate:.1f} steps/s")
+                f"loss_g {rec['loss_g']:.4f} | {rate:.1f} steps/s | elapsed {_clock(elapsed)} | ETA "
+                f"{_clock(eta) if eta != float('inf') else '?'}")
         print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
 
     def close(self):

@@ -244,6 +244,39 @@ class Sequential(Layer):
                 grads[str(i)] = g
         return (dy_dot if input_grad else None), grads
 
+    # ---- composition (as torch.nn.Sequential) ----
+    def __len__(self):
+        return len(self.layers)
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __getitem__(self, index):
+        """``net[i]``: the i-th layer.  ``net[a:b]``: a Sequential of those layers that shares this
+        net's arrays (a change to one is a change to the other) under this net's parameter names when
+        the slice starts at 0, so ``D[:k]`` is D's first k layers, e.g. for feature matching."""
+        if not isinstance(index, slice):
+            return self.layers[index]
+        idx = range(len(self.layers))[index]
+        if idx.step != 1:
+            raise ValueError(f"Sequential: slices must be contiguous (step 1), got {index}")
+        part = Sequential(*[self.layers[i] for i in idx], dtype=self.dtype, _init=False)
+        part.rng, part.backend = self.rng, self.backend
+        part._set_arrays({str(j): self.params[str(i)] for j, i in enumerate(idx)},
+                         {str(j): self.state[str(i)] for j, i in enumerate(idx)})
+        return part
+
+    def astype(self, dtype):
+        """A copy of this net computing in ``dtype`` (float32 or float64), parameters and state cast."""
+        other = Sequential(*self.layers, dtype=dtype, _init=False)
+        other.backend = self.backend
+        cast = (lambda tree: {k: cast(v) if isinstance(v, dict) else
+                              (v.copy() if v.dtype.kind not in "fc" else v.astype(other.dtype)) for k, v in tree.items()})
+        other._set_arrays(cast(self.params), cast(self.state))
+        other.rng = np.random.default_rng()
+        other.rng.bit_generator.state = self.rng.bit_generator.state
+        return other
+
     def __repr__(self):
         body = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential({body}\n)"
