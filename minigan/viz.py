@@ -157,14 +157,18 @@ def smooth(y, window):
     return (c[1:] - c[np.arange(1, len(y) + 1) - n]) / n
 
 
-def samples_figure(path, points, centers=None, title=""):
-    """Generated 2-D points (blue) over the true modes (red crosses), with axes, title and legend."""
+def samples_figure(path, points, centers=None, title="", real=None):
+    """Generated 2-D points (blue) over the true modes (red crosses) or real samples (grey), with
+    axes, title and legend."""
     plt = _pyplot()
     pts = np.asarray(points, dtype=np.float64)
     if plt is None:
         write_png(path, scatter_image(pts, centers))
         return path
     fig, ax = plt.subplots(figsize=(6, 6), dpi=110)
+    if real is not None:
+        r = np.asarray(real, dtype=np.float64)
+        ax.scatter(r[:, 0], r[:, 1], s=3, alpha=0.35, color="0.55", label=f"{len(r)} real samples")
     ax.scatter(pts[:, 0], pts[:, 1], s=3, alpha=0.5, color="tab:blue", label=f"{len(pts)} generated samples")
     if centers is not None:
         c = np.asarray(centers)

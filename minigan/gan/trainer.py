@@ -336,6 +336,15 @@ class Trainer:
         out = self.sampling_net()(z)
         return np.asarray(to_backend(out, "numpy"), dtype=np.float64)
 
+    def real_samples(self, n, seed=0):
+        """n real samples (host numpy) drawn with their own generator: the run's rng does not move."""
+        run_rng = self.rng
+        self.rng = np.random.default_rng(seed)
+        try:
+            return np.asarray(to_backend(self._real_batch(n)[0], "numpy"), dtype=np.float64)
+        finally:
+            self.rng = run_rng
+
     def write_samples(self, path, n=None, labels=None, seed=None):
         """A picture of samples: points over the true modes for 2-D data, a grid for images
         (N, 1 or 3, H, W); other custom data gets no picture (returns None)."""
@@ -346,7 +355,8 @@ class Trainer:
                                                                  f"of the {sampler} vs the true modes")
         x = self.sample(n or (2500 if self.preset == CUSTOM else 64), labels, seed=seed)
         if x.ndim == 2 and x.shape[1] == 2:
-            return samples_figure(path, x, None, f"{self.preset}, step {self.step}: {len(x)} samples of the {sampler}")
+            return samples_figure(path, x, None, f"{self.preset}, step {self.step}: {len(x)} samples of the {sampler}",
+                                  real=self.real_samples(len(x), seed=0 if seed is None else seed))
         if x.ndim == 4 and x.shape[1] in (1, 3):
             what = "" if labels is None else f", label {labels}"
             return grid_figure(path, x[:64], 8, f"{self.preset}, step {self.step}: samples of the {sampler}{what}")

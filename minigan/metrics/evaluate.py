@@ -3,7 +3,6 @@ modes out of 1000 for stacked MNIST.  Each metric comes with its real-vs-real fl
 (two disjoint halves of the real data), so that a number can be read against what is attainable."""
 import numpy as np
 
-from ..backend import asnumpy
 from ..data import stacked_mnist
 from .classifier import MnistClassifier, softmax
 from .features import fid, inception_score, kl_to_uniform, precision_recall
@@ -16,12 +15,8 @@ STACKED_SAMPLES = 26000         # the VEEGAN / PacGAN stacked-MNIST protocol
 def _custom_metrics(trainer, features, n, seed, rng):
     if features is None:
         raise ValueError("evaluate: a GAN of your own nets needs features=callable(x) -> (N, F) array to be scored")
-    run_rng = trainer.rng                               # draw the real samples without moving the run's rng
-    trainer.rng = np.random.default_rng(int(rng.integers(2**63)))
-    try:
-        real_a, real_b = (asnumpy(trainer._real_batch(n)[0]) for _ in range(2))
-    finally:
-        trainer.rng = run_rng
+    seeds = rng.integers(2**63, size=2)
+    real_a, real_b = (trainer.real_samples(n, seed=int(s)) for s in seeds)
     fa, fb, ff = (np.asarray(features(x), dtype=np.float64) for x in (real_a, real_b, trainer.sample(n, seed=seed)))
 
     def scores(real, fake):
