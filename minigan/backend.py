@@ -32,7 +32,8 @@ def _load_cupy():
             import cupy  # noqa: PLC0415  (the only cupy import in minigan)
         except Exception as e:  # ImportError, or a broken CUDA install raising at import
             _cupy_problem = (f"cupy is not importable ({type(e).__name__}: {e}). Install it with "
-                             "`pip install 'minigan[cuda12]'` or `pip install 'minigan[cuda13]'` "
+                             "`pip install cupy-cuda12x` or `pip install cupy-cuda13x` (from a source checkout: "
+                             "`pip install '.[cuda12]'` / `'.[cuda13]'`) "
                              "to match your CUDA driver, or use set_backend('numpy')")
         else:
             try:

@@ -294,7 +294,8 @@ def build_parser():
     p = sub.add_parser("train", help="train a preset (default: ring8) or continue a run",
                        description="Trains a GAN preset and writes DIR/checkpoint.npz, DIR/log.jsonl and "
                                    "DIR/samples.png (plus DIR/samples/step_*.png during training).")
-    p.add_argument("--preset", help="ring8 (default), grid25, mlp-mnist, dcgan-mnist, resnet-mnist, cgan-mnist")
+    from .gan.models import PRESETS
+    p.add_argument("--preset", help=f"{', '.join(PRESETS)} (default ring8; `minigan presets` describes them)")
     p.add_argument("--steps", type=int, help="total number of steps (default: the preset's)")
     p.add_argument("--batch-size", type=int, help="batch size (default: the preset's)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")

@@ -46,7 +46,8 @@ def set_enabled(flag):
     Switching on without numba installed raises ImportError naming the extra to install."""
     previous = enabled()
     if flag and not available():
-        raise ImportError("the numba kernels need numba: pip install 'minigan[fast]'")
+        raise ImportError("the numba kernels need numba: pip install numba (from a source checkout: "
+                          "pip install '.[fast]')")
     _state["enabled"] = bool(flag)
     return previous
 
