@@ -243,8 +243,11 @@ def write_curves(run_dir):
             if not isinstance(rec, dict) or "step" not in rec:
                 continue
             if "eval" in rec:
-                for k, v in rec["eval"].items():
-                    if isinstance(v, (int, float)) and k not in ("step", "n"):
+                flat = {k: v for k, v in rec["eval"].items() if not isinstance(v, dict)}
+                flat.update({f"{k} {kk}": vv for k, v in rec["eval"].items() if isinstance(v, dict)
+                             for kk, vv in v.items()})      # e.g. "raw_g hq_fraction" beside the EMA's
+                for k, v in flat.items():
+                    if isinstance(v, (int, float)) and k not in ("step", "n") and math.isfinite(v):
                         evals.setdefault(k, ([], []))
                         evals[k][0].append(rec["step"])
                         evals[k][1].append(v)

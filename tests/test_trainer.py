@@ -250,3 +250,18 @@ def test_own_nets_bad_use():
         Trainer(G=G, D=D, data=np.zeros((4, 2)), z_dim=4, spectral_norm=True)
     with pytest.raises(ValueError, match="must return an array of n samples"):
         Trainer(G=G, D=D, data=lambda n, rng: np.zeros((n - 1, 2)), z_dim=4, batch_size=8).train_step()
+
+
+def test_collapse_is_warned_in_the_log_and_on_the_console(tmp_path, capsys):
+    t = Trainer("ring8", seed=0, steps=2, batch_size=16, eval_every=1, eval_samples=200, out_dir=tmp_path,
+                ema=0.9, sample_every=0)
+    last_bias = [k for k in t.G.parameters() if k.endswith("bias")][-1]
+    t.G.parameters()[last_bias][...] = 50.0             # every sample far from every mode
+    t.ema[last_bias][...] = 50.0
+    t.run(progress=False)
+    records = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    warnings = [r for r in records if "warning" in r]
+    assert warnings and "collapsed or diverged" in warnings[0]["warning"]
+    assert "minigan: warning: step 1" in capsys.readouterr().err
+    evals = [r["eval"] for r in records if "eval" in r]
+    assert evals[0]["hq_fraction"] == 0 and evals[0]["raw_g"]["hq_fraction"] == 0     # raw G beside the EMA

@@ -294,6 +294,12 @@ class Trainer:
                     result = evaluate(self, n=r["eval_samples"])
                     if log is not None:
                         log.write(json.dumps({"step": self.step, "eval": result}) + "\n")
+                    if result.get("hq_fraction") == 0:          # a mixture run whose samples left every mode
+                        warning = (f"step {self.step}: no generated sample lies near any mode (high-quality fraction "
+                                   f"0): training has collapsed or diverged")
+                        print(f"\nminigan: warning: {warning}", file=sys.stderr, flush=True)
+                        if log is not None:
+                            log.write(json.dumps({"step": self.step, "warning": warning}) + "\n")
                 if self.out_dir is not None:
                     if r["sample_every"] and self.step % r["sample_every"] == 0 and self.step < total:
                         (self.out_dir / "samples").mkdir(exist_ok=True)

@@ -44,9 +44,17 @@ def evaluate(trainer, n=None, seed=0, classifier=None, features=None):
     if trainer.mixture is not None:
         n = n or MIXTURE_SAMPLES
         m = mode_coverage(trainer.sample(n, seed=seed), trainer.mixture.centers, trainer.mixture.std)
-        return {"preset": trainer.preset, "step": trainer.step, "n": n, "modes": m["modes"],
-                "n_modes": len(trainer.mixture.centers), "hq_fraction": m["hq_fraction"],
-                "reverse_kl": m["reverse_kl"]}
+        out = {"preset": trainer.preset, "step": trainer.step, "n": n, "modes": m["modes"],
+               "n_modes": len(trainer.mixture.centers), "hq_fraction": m["hq_fraction"],
+               "reverse_kl": m["reverse_kl"]}
+        if trainer.ema is not None:                     # the raw G beside its EMA: choose the sampler by measurement
+            ema, trainer.ema = trainer.ema, None
+            try:
+                raw = mode_coverage(trainer.sample(n, seed=seed), trainer.mixture.centers, trainer.mixture.std)
+            finally:
+                trainer.ema = ema
+            out["raw_g"] = {"modes": raw["modes"], "hq_fraction": raw["hq_fraction"], "reverse_kl": raw["reverse_kl"]}
+        return out
     clf = classifier or MnistClassifier()
     if trainer.recipe["data"] == "stacked-mnist":
         n = n or STACKED_SAMPLES
