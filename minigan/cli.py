@@ -143,6 +143,7 @@ def _recipe_overrides(args):
 
 
 def _train(args):
+    from .data import DataError
     from .gan.models import PRESETS
     from .gan.models import recipe_for
     from .gan.trainer import CHECKPOINT, CONFIG, LOG, SAMPLES, Trainer
@@ -185,15 +186,21 @@ def _train(args):
             recipe_for(preset, **overrides)
         except (KeyError, ValueError, TypeError) as e:
             raise UsageError(str(e).strip("'\"")) from None
-        t = Trainer(preset, seed=args.seed or 0, backend=args.backend, out_dir=out, data_dir=args.data_dir,
-                    **overrides)
+        try:
+            t = Trainer(preset, seed=args.seed or 0, backend=args.backend, out_dir=out, data_dir=args.data_dir,
+                        **overrides)
+        except ValueError as e:                  # e.g. a batch that does not split over the MPI ranks
+            if isinstance(e, DataError):
+                raise
+            raise UsageError(str(e)) from None
         steps = int(t.recipe["steps"])
-    if getattr(t, "split", None) == "test":
+    if getattr(t, "split", None) == "test" and (t.comm is None or t.comm.rank == 0):
         print("minigan train: the MNIST training set (60k) was not found; training on the 10k test set instead "
               "(minigan train --download fetches the full set)", file=sys.stderr)
     t.run(steps, progress=not args.quiet)
-    for name in (CHECKPOINT, LOG, SAMPLES, CONFIG):
-        print(os.path.join(str(t.out_dir), name))
+    if t.comm is None or t.comm.rank == 0:            # data-parallel: rank 0 speaks for the run
+        for name in (CHECKPOINT, LOG, SAMPLES, CONFIG):
+            print(os.path.join(str(t.out_dir), name))
     return 0
 
 

@@ -65,9 +65,9 @@ class Recorder:
             return out
 
         def recording_gp(D, real, fake, lam, alpha=None, rng=None, train=True):
-            alpha = rng.random(len(real))
-            self.draws.append(("alpha", alpha))
-            return real_gp(D, real, fake, lam, alpha=alpha, train=train)
+            alpha = rng.random(len(real)) if alpha is None else alpha      # (the trainer draws and passes it)
+            self.draws.append(("alpha", np.array(alpha)))
+            return real_gp(D, real, fake, lam, alpha=alpha, rng=rng, train=train)
         real_gp = trainer_mod.wgan_gp_penalty
         trainer._real_batch, trainer._z = recording_real, recording_z
         monkeypatch.setattr(trainer_mod, "wgan_gp_penalty", recording_gp)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import checkpoint, optim
+from .. import checkpoint, optim, parallel
+from .. import nn as nn_mod
 from ..backend import get_backend, get_xp, to_backend
 from ..data import MIXTURES, load_mnist, stacked_mnist
 from ..viz import grid_figure, samples_figure
@@ -112,6 +113,7 @@ class Trainer:
         self.step = 0
         self.dtype = np.dtype(r["dtype"])
         self._load_data()
+        self._setup_parallel()
 
     # ---------------------------------------------------------------- set-up
     def _schedule(self, opt):
@@ -198,10 +200,12 @@ class Trainer:
             real, labels = self._real_batch(r["batch_size"])
             if labels is None and r["conditional"]:
                 raise ValueError("a conditional preset needs labelled data")
-            fake, g_tape = G.forward(self._g_input(self._z(r["batch_size"]), labels), train=True)
+            z = self._z(r["batch_size"])
+            real, labels, z = self._mine(real), self._mine(labels), self._mine(z)     # K ranks: this rank's slice
+            fake, g_tape = G.forward(self._g_input(z, labels), train=True, rng=self._rng_of(G))
             d_real, d_fake = self._d_input(real, labels), self._d_input(fake, labels)
-            logit_r, tape_r = D.forward(d_real, train=True)
-            logit_f, tape_f = D.forward(d_fake, train=True)
+            logit_r, tape_r = D.forward(d_real, train=True, rng=self._rng_of(D))
+            logit_f, tape_f = D.forward(d_fake, train=True, rng=self._rng_of(D))
             loss_d, dlogit_r, dlogit_f = obj.d_loss(logit_r, logit_f)
             # free_tape: each cache is released as soon as it is used (as torch frees its graph)
             lazy = r["penalty"] != "none" and (self.step * r["n_critic"] + k) % r["penalty_every"] == 0
@@ -213,17 +217,23 @@ class Trainer:
                 loss_d = loss_d + penalty
                 for name, g in gP.items():
                     gD[name] += g
+            if self.comm is not None:          # one Allreduce of all of D's gradients; the global mean loss
+                self.comm.average(gD)
+                loss_d = self.comm.mean_scalars([float(loss_d)])[0]
             norm_d = self._finish_grads("D", D, gD, loss_d)
             self.opt_d.step(D.parameters(), gD)
             if r["weight_clip"]:
                 optim.clip_grad_value(D.parameters(), r["weight_clip"])
-        logit_g, tape_g = D.forward(self._d_input(fake, labels), train=True)
+        logit_g, tape_g = D.forward(self._d_input(fake, labels), train=True, rng=self._rng_of(D))
         loss_g, dlogit_g = obj.g_loss(logit_g)
         dfake, _ = D.backward(dlogit_g, tape_g, param_grads=False, free_tape=True)
         if r["conditional"]:
             dfake = dfake[:, :-10]
         dfake = dfake.reshape(fake.shape)
         _, gG = G.backward(dfake, g_tape, input_grad=False, free_tape=True)   # none for z
+        if self.comm is not None:
+            self.comm.average(gG)
+            loss_g = self.comm.mean_scalars([float(loss_g)])[0]
         norm_g = self._finish_grads("G", G, gG, loss_g)
         self.opt_g.step(G.parameters(), gG)
         for s in self.schedules:
@@ -239,11 +249,14 @@ class Trainer:
         self.step += 1
         squash = obj.name in ("minimax", "non_saturating")       # D(x) is then sigma(logit), a probability
         mean_out = (lambda a: float(sigmoid(a).mean())) if squash else (lambda a: float(a.mean()))
+        d_out = [mean_out(logit_r), mean_out(logit_f)] + ([] if penalty is None else [float(penalty)])
+        if self.comm is not None:             # equal slices: the mean of the ranks' means is the global mean
+            d_out = self.comm.mean_scalars(d_out)
         rec = {"step": self.step, "loss_d": float(loss_d), "loss_g": float(loss_g),
-               "d_real": mean_out(logit_r), "d_fake": mean_out(logit_f),
+               "d_real": d_out[0], "d_fake": d_out[1],
                "grad_norm_d": norm_d, "grad_norm_g": norm_g, "time": time.perf_counter() - t0}
         if penalty is not None:
-            rec["penalty"] = float(penalty)          # the last D step's that had one (in loss_d too)
+            rec["penalty"] = d_out[2]                # the last D step's that had one (in loss_d too)
         return rec
 
     def _penalty(self, d_real, d_fake, tape_real):
@@ -252,10 +265,47 @@ class Trainer:
         r = self.recipe
         weight = r["penalty_weight"] * r["penalty_every"]
         if r["penalty"] == "wgan_gp":
-            return wgan_gp_penalty(self.D, d_real, d_fake, weight, rng=self.rng)
+            k = 1 if self.comm is None else self.comm.size     # alpha drawn for the global batch, sliced
+            alpha = self._mine(self.rng.random(len(d_real) * k))
+            return wgan_gp_penalty(self.D, d_real, d_fake, weight, alpha=alpha)
         if r["penalty"] == "r1":
             return r1_penalty(self.D, d_real, weight, tape=tape_real)
         return r1_penalty(self.D, d_fake, weight)
+
+    def _mine(self, a):
+        """This rank's slice (axis 0) of a global-batch array; the array itself in one process."""
+        if self.comm is None or a is None:
+            return a
+        m = len(a) // self.comm.size
+        return a[self.comm.rank * m:(self.comm.rank + 1) * m]
+
+    def _rng_of(self, net):
+        """The generator a net's dropout masks come from: with K ranks, the global batch's masks, sliced."""
+        if self.comm is None:
+            return None
+        return parallel.SliceRNG(net.rng, self.comm.rank, self.comm.size)
+
+    def _setup_parallel(self):
+        """Under mpiexec with K > 1 ranks (minigan.parallel): check the recipe fits K before any
+        work, start every rank from rank 0's parameters, and make BatchNorm's statistics global."""
+        self.comm = parallel.world()
+        if self.comm is None:
+            return
+        r, k = self.recipe, self.comm.size
+        if r["batch_size"] % k or (r["batch_size"] // k) % r["pack"]:
+            raise ValueError(f"batch_size {r['batch_size']} must split into {k} equal per-rank batches "
+                             f"(each divisible by pack={r['pack']}) for {k} ranks")
+        if r["penalty"] != "none" and any(isinstance(m, nn_mod._BatchNorm) for m in _all_layers(self.D)):
+            raise ValueError("a gradient penalty through a BatchNorm critic is not data-parallel yet (its tangent "
+                             "would use per-rank statistics); run it on one process")
+        self.comm.broadcast_arrays(self.G.parameters())
+        self.comm.broadcast_arrays(self.D.parameters())
+        parallel.sync(self.comm)
+
+    @property
+    def writer(self):
+        """Whether this process writes the run's files (rank 0 of K, or a single process)."""
+        return self.out_dir is not None and (self.comm is None or self.comm.rank == 0)
 
     def _finish_grads(self, name, net, grads, loss):
         """L1, clipping and the NaN/Inf guard (before any parameter changes); -> gradient norm."""
@@ -273,12 +323,22 @@ class Trainer:
 
     # ---------------------------------------------------------------- the loop
     def run(self, steps=None, progress=True):
-        """Train until ``steps`` total steps (default: the recipe's); log, sample and checkpoint."""
+        """Train until ``steps`` total steps (default: the recipe's); log, sample and checkpoint (rank 0
+        alone when data-parallel; an exception on any rank then stops every rank)."""
+        try:
+            return self._run(steps, progress)
+        except Exception as e:
+            if self.comm is not None:
+                self.comm.abort(e)
+            raise
+
+    def _run(self, steps, progress):
         total = int(self.recipe["steps"] if steps is None else steps)
         r = self.recipe
-        bar = _Progress(total, self.step) if progress else None
+        lead = self.comm is None or self.comm.rank == 0           # prints, evaluates, writes
+        bar = _Progress(total, self.step) if progress and lead else None
         log = None
-        if self.out_dir is not None:
+        if self.writer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self.write_config()
             log = open(self.out_dir / LOG, "a")
@@ -289,7 +349,7 @@ class Trainer:
                     log.write(json.dumps(rec) + "\n")
                 if bar is not None:
                     bar.update(rec)
-                if r["eval_every"] and self.step % r["eval_every"] == 0:
+                if r["eval_every"] and self.step % r["eval_every"] == 0 and lead:
                     from ..metrics import evaluate       # (the metrics need the trainer; import late)
                     result = evaluate(self, n=r["eval_samples"])
                     if log is not None:
@@ -300,7 +360,7 @@ class Trainer:
                         print(f"\nminigan: warning: {warning}", file=sys.stderr, flush=True)
                         if log is not None:
                             log.write(json.dumps({"step": self.step, "warning": warning}) + "\n")
-                if self.out_dir is not None:
+                if self.writer:
                     if r["sample_every"] and self.step % r["sample_every"] == 0 and self.step < total:
                         (self.out_dir / "samples").mkdir(exist_ok=True)
                         self.write_samples(self.out_dir / "samples" / f"step_{self.step:07d}.png")
@@ -312,7 +372,7 @@ class Trainer:
                 log.close()
             if bar is not None:
                 bar.close()
-        if self.out_dir is not None:
+        if self.writer:
             self.save()
             self.write_samples(self.out_dir / SAMPLES)
         return self
@@ -447,12 +507,18 @@ class Trainer:
             t = cls(cfg["preset"], cfg["seed"], backend or cfg["backend"], run_dir, data_dir or cfg["data_dir"],
                     **recipe)
         t.load_state(tree)
-        if repair_log:
+        if repair_log and t.writer:
             _truncate_log(run_dir / LOG, t.step)
         return t
 
 
 RUN_KEYS = ("format", "config", "step", "G", "D", "opt_g", "opt_d", "ema", "schedules", "rng")
+
+
+def _all_layers(layer):
+    """Every layer inside a net or container, the containers included."""
+    parts = list(getattr(layer, "layers", [])) + [getattr(layer, n, None) for n in ("body", "shortcut", "layer")]
+    return [layer] + [m for p in parts if p is not None for m in _all_layers(p)]
 
 
 def read_checkpoint(run_dir):

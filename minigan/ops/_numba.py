@@ -146,7 +146,8 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, train, moment
     """ops.norm.batch_norm_forward in train mode, in fused passes over x viewed as (N, A, B, C).
     NCHW (or other) memory is copied into channels-last once (measured (128, 256, 7, 7) fwd+bwd:
     26 ms numpy, 8 ms this way)."""
-    if not (train and use(x)):
+    from .. import parallel
+    if not (train and use(x)) or parallel.synced():        # (data-parallel BatchNorm: the reference's sums)
         return None
     from .norm import _channel_shape, _update_running
     if nhwc_view(x) is None:
@@ -166,8 +167,9 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, train, moment
 
 def batch_norm_backward(dy, cache, param_grads=True):
     """ops.norm.batch_norm_backward in train mode, in two fused passes over (N, A, B, C) views."""
+    from .. import parallel
     xhat, invstd, weight, train, axes = cache
-    if not (train and use(dy) and nhwc_view(xhat) is not None and dy.shape == xhat.shape):
+    if not (train and use(dy) and nhwc_view(xhat) is not None and dy.shape == xhat.shape) or parallel.synced():
         return None                                                   # (a wrong dy: the reference raises)
     if nhwc_view(dy) is None:
         dy = _channels_last_copy(dy)

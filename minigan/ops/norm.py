@@ -4,30 +4,34 @@
 References: Ioffe & Szegedy (2015); Ba, Kiros & Hinton (2016); torch.nn.BatchNorm2d / LayerNorm docs.
 """
 from . import _numba, accurate_sum, add, check_dout, fast_twin, scaled
+from .. import parallel
 from ..backend import get_xp
 
 
-def normalize_forward(x, axes, eps):
+def normalize_forward(x, axes, eps, total=None):
     """xhat = (x - mean) * invstd,  mean = E[x],  var = E[(x - mean)^2] (biased),
-    invstd = 1 / sqrt(var + eps); the statistics are taken over ``axes`` (kept as size-1 axes)."""
-    m = x.size // _reduced_size(x, axes)
-    mean = accurate_sum(x, axes, keepdims=True) / m
+    invstd = 1 / sqrt(var + eps); the statistics are taken over ``axes`` (kept as size-1 axes).
+    ``total`` (data-parallel BatchNorm): sums and the count over every rank's batch (minigan.parallel)."""
+    total = total or (lambda a: a)
+    m = total(x.size // _reduced_size(x, axes))
+    mean = total(accurate_sum(x, axes, keepdims=True)) / m
     xhat = x - mean                                   # x - mean for now, scaled in place below
-    var = accurate_sum(xhat * xhat, axes, keepdims=True) / m
+    var = total(accurate_sum(xhat * xhat, axes, keepdims=True)) / m
     invstd = 1 / (var + eps) ** 0.5
     xhat *= invstd
     return xhat, mean, var, invstd
 
 
-def normalize_backward(dxhat, xhat, invstd, sum_dxhat, sum_dxhat_xhat):
+def normalize_backward(dxhat, xhat, invstd, sum_dxhat, sum_dxhat_xhat, m=None):
     """Gradient through xhat = (x - mean) invstd, with M = the number of elements reduced and the
     per-statistic sums S1 = sum(dxhat), S2 = sum(dxhat * xhat) supplied by the caller (BatchNorm
     gets them from its dgamma/dbeta sums for free):
         dvar  = -1/2 invstd^2 S2                     (d var, using x - mean = xhat / invstd)
         dmean = -invstd S1                           (the dvar term vanishes: sum(x - mean) = 0)
         dx    = dxhat invstd + dvar 2 (x - mean) / M + dmean / M
+    ``m``: M when the sums span more than this xhat (data-parallel BatchNorm).
     """
-    m = xhat.size // invstd.size
+    m = xhat.size // invstd.size if m is None else m
     dvar = -0.5 * invstd * invstd * sum_dxhat_xhat
     dmean = -invstd * sum_dxhat
     # the same sum with per-statistic coefficients, in place: (x - mean) = xhat / invstd
@@ -63,9 +67,12 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, train, moment
     shape = _channel_shape(x)
     axes = (0,) + tuple(range(2, x.ndim))
     if train:
-        xhat, mean, var, invstd = normalize_forward(x, axes, eps)
+        total = parallel.total if parallel.synced() else None      # K ranks: statistics of the global batch
+        xhat, mean, var, invstd = normalize_forward(x, axes, eps, total)
         if running_mean is not None:
-            _update_running(running_mean, running_var, mean.reshape(-1), var.reshape(-1), momentum, x.size // x.shape[1])
+            count = x.size // x.shape[1]
+            _update_running(running_mean, running_var, mean.reshape(-1), var.reshape(-1), momentum,
+                            count if total is None else total(count))
     else:
         invstd = (1 / (running_var + eps) ** 0.5).reshape(shape)
         xhat = (x - running_mean.reshape(shape)) * invstd
@@ -93,7 +100,10 @@ def batch_norm_backward(dy, cache, param_grads=True):
         dbeta = accurate_sum(dy, axes, keepdims=True)
         dgamma = accurate_sum(dy * xhat, axes, keepdims=True)
         s1, s2 = (dbeta, dgamma) if gamma is None else (gamma * dbeta, gamma * dgamma)
-        dx = normalize_backward(dxhat, xhat, invstd, s1, s2)
+        m = None
+        if parallel.synced():          # K ranks: dx needs the global sums; dgamma, dbeta stay this rank's
+            s1, s2, m = parallel.total(s1), parallel.total(s2), parallel.total(xhat.size // invstd.size)
+        dx = normalize_backward(dxhat, xhat, invstd, s1, s2, m)
     else:
         dx = dxhat * invstd
     if not param_grads or weight is None:

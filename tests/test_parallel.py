@@ -1,0 +1,114 @@
+"""Data-parallel training: `mpiexec -n 2` lands where one process lands (float64, 1e-8), resumes
+across rank counts, refuses a batch that does not split, and stops every rank when one fails."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minigan import checkpoint
+
+from conftest import shared_data
+
+MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not found (pip install mpi4py mpich)")
+TOL = 1e-8
+
+
+def _env():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "MPI_", "HYDRA"))}
+    env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = "1"      # two ranks on two cores
+    return env
+
+
+def _minigan(args, cwd, ranks=1, timeout=600):
+    cmd = ([MPIEXEC, "-n", str(ranks)] if ranks > 1 else []) + [sys.executable, "-m", "minigan", *args]
+    r = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def _state(run):
+    tree = checkpoint.load(run / "checkpoint.npz")
+    out = {f"{net}.{k}": v for net in ("G", "D") for k, v in tree[net].items()}
+    out.update({f"ema.{k}": v for k, v in tree.get("ema", {}).items()})
+    for opt in ("opt_g", "opt_d"):
+        for name, st in tree[opt].get("state", {}).items():
+            out.update({f"{opt}.{name}.{k}": v for k, v in st.items()})
+    return out
+
+
+def _assert_same_run(a, b):
+    sa, sb = _state(a), _state(b)
+    assert sorted(sa) == sorted(sb)
+    for k in sa:
+        x, y = np.asarray(sa[k], dtype=np.float64), np.asarray(sb[k], dtype=np.float64)
+        scale = max(float(np.abs(x).max(initial=0)), float(np.abs(y).max(initial=0)), 1e-300)
+        assert float(np.abs(x - y).max(initial=0)) <= TOL * scale, f"{k}: differs by {np.abs(x - y).max():.3e}"
+    la = [json.loads(x) for x in (a / "log.jsonl").read_text().splitlines()]
+    lb = [json.loads(x) for x in (b / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in la] == [r["step"] for r in lb] == list(range(1, len(la) + 1))   # one line per step
+    for ra, rb in zip(la, lb):
+        for key in ("loss_d", "loss_g", "d_real", "d_fake", "grad_norm_d", "grad_norm_g"):
+            assert abs(ra[key] - rb[key]) <= 1e-7 * max(1.0, abs(ra[key])), (ra["step"], key)
+
+
+@pytest.mark.parametrize("preset,extra", [
+    ("ring8", ["--steps", "40", "--set", "d_dropout=0.2", "--set", "ema=0.9"]),
+    ("dcgan-mnist", ["--steps", "12", "--batch-size", "32", "--set", "checkpoint_every=6"]),
+])
+def test_two_ranks_land_where_one_process_lands(tmp_path, preset, extra):
+    data = ["--data-dir", str(shared_data("mnist"))] if "mnist" in preset else []
+    common = ["train", "--preset", preset, "--seed", "3", "--set", "dtype=float64", "--quiet", *data, *extra]
+    _minigan(common + ["--out", "one"], tmp_path)
+    r = _minigan(common + ["--out", "two"], tmp_path, ranks=2)
+    assert r.stdout.count("checkpoint.npz") == 1                       # rank 0 alone writes and prints
+    _assert_same_run(tmp_path / "one", tmp_path / "two")
+
+
+def test_a_run_resumes_with_another_rank_count(tmp_path):
+    common = ["--preset", "ring8", "--seed", "1", "--set", "dtype=float64", "--batch-size", "64", "--quiet"]
+    _minigan(["train", *common, "--steps", "20", "--out", "straight"], tmp_path)
+    _minigan(["train", *common, "--steps", "10", "--out", "mixed"], tmp_path, ranks=2)      # 2 ranks ...
+    _minigan(["train", "--resume", "mixed", "--steps", "20", "--quiet"], tmp_path)           # ... then 1
+    _assert_same_run(tmp_path / "straight", tmp_path / "mixed")
+
+
+def test_a_batch_that_does_not_split_is_refused_before_any_work(tmp_path):
+    cmd = [MPIEXEC, "-n", "2", sys.executable, "-m", "minigan", "train", "--batch-size", "33", "--steps", "2",
+           "--out", "x", "--quiet"]
+    r = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "must split into 2 equal per-rank batches" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "x" / "log.jsonl").exists()
+
+
+def test_a_failure_on_one_rank_stops_every_rank(tmp_path):
+    script = tmp_path / "fail.py"
+    script.write_text(textwrap.dedent("""
+        from mpi4py import MPI
+        from minigan.gan import Trainer
+        t = Trainer("ring8", seed=0, steps=50, batch_size=16)
+        real_step = t.train_step
+        def step():
+            if MPI.COMM_WORLD.Get_rank() == 1 and t.step == 3:
+                raise RuntimeError("injected failure")
+            return real_step()
+        t.train_step = step
+        t.run(progress=False)
+    """))
+    r = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(script)], cwd=tmp_path, env=_env(),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert "rank 1 of 2 failed: RuntimeError: injected failure" in r.stderr
+
+
+def test_a_single_process_never_imports_mpi4py():
+    r = subprocess.run([sys.executable, "-c", "import sys, minigan; from minigan.gan import Trainer; "
+                        "Trainer('ring8', steps=1, batch_size=8).run(progress=False); print('mpi4py' in sys.modules)"],
+                       env=_env(), capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "False", r.stderr
