@@ -72,11 +72,59 @@ class Comm:
         self._allreduce(host, out)
         return get_xp(a).asarray(out) if hasattr(a, "dtype") and get_xp(a) is not np else out
 
+    def use_gpu(self):
+        """CuPy backend: this rank computes on device ``rank % device_count``; its gradients are
+        all-reduced by NCCL on the compute stream when ``MINIGAN_NCCL=1`` (UNVERIFIED: written without a
+        GPU, hence off by default) and each rank has a GPU of its own, else staged through host memory
+        with MPI (NCCL refuses two ranks on one GPU), which is said on rank 0's console."""
+        from .backend import _load_cupy
+        cupy = _load_cupy()
+        n_dev = cupy.cuda.runtime.getDeviceCount()
+        cupy.cuda.Device(self.rank % n_dev).use()
+        local = int(os.environ.get("MPI_LOCALNRANKS", os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE", self.size)))
+        why = None
+        if os.environ.get("MINIGAN_NCCL", "0") != "1":
+            why = "MINIGAN_NCCL=1 not set (the NCCL path has not been run on a device yet)"
+        elif local > n_dev:
+            why = f"{local} ranks share {n_dev} GPU(s) on this node, which NCCL refuses"
+        if why is None:
+            from cupy.cuda import nccl
+            uid = self.comm.bcast(nccl.get_unique_id() if self.rank == 0 else None, root=0)
+            self.nccl = (nccl, nccl.NcclCommunicator(self.size, uid, self.rank))
+        elif self.rank == 0:
+            print(f"minigan: gradients all-reduced through host memory with MPI: {why}", file=sys.stderr, flush=True)
+
+    nccl = None
+
+    def _average_nccl(self, grads):
+        """The flat buffer on the GPU, summed by one NCCL allReduce on the current stream."""
+        import cupy
+        nccl, comm = self.nccl
+        keys = list(grads)
+        dtype = grads[keys[0]].dtype
+        flat = cupy.concatenate([grads[k].astype(dtype, copy=False).ravel() for k in keys])
+        kind = nccl.NCCL_FLOAT64 if dtype == np.float64 else nccl.NCCL_FLOAT32
+        t0 = time.perf_counter()
+        comm.allReduce(flat.data.ptr, flat.data.ptr, flat.size, kind, nccl.NCCL_SUM,
+                       cupy.cuda.get_current_stream().ptr)
+        self.seconds += time.perf_counter() - t0
+        self.bytes += flat.nbytes
+        flat /= self.size
+        at = 0
+        for k in keys:
+            g = grads[k]
+            g[...] = flat[at:at + g.size].reshape(g.shape)
+            at += g.size
+        return grads
+
     def average(self, grads):
         """Replace every gradient by its mean over ranks, in place: ONE Allreduce over a flat buffer
         holding all of them (in the dict's order, the same on every rank)."""
         if not grads:
             return grads
+        if self.nccl is not None and all(get_xp(g) is not np for g in grads.values()) and \
+                len({g.dtype for g in grads.values()}) == 1:
+            return self._average_nccl(grads)
         keys = list(grads)
         flat = np.concatenate([np.asarray(asnumpy(grads[k]), dtype=np.float64).ravel() for k in keys])
         total = np.empty_like(flat)

@@ -112,3 +112,14 @@ def test_a_single_process_never_imports_mpi4py():
                         "Trainer('ring8', steps=1, batch_size=8).run(progress=False); print('mpi4py' in sys.modules)"],
                        env=_env(), capture_output=True, text=True, timeout=120)
     assert r.stdout.strip() == "False", r.stderr
+
+
+@pytest.mark.skipif(not __import__("minigan").has_cupy(), reason="needs cupy and a CUDA GPU")
+def test_two_ranks_on_the_gpu_land_where_one_process_lands(tmp_path):
+    """cupy backend: host-staged by default; with MINIGAN_NCCL=1 and a GPU per rank, NCCL (owed a device run)."""
+    common = ["train", "--preset", "ring8", "--seed", "3", "--set", "dtype=float64", "--steps", "20", "--quiet",
+              "--backend", "cupy"]
+    _minigan(common + ["--out", "one"], tmp_path)
+    r = _minigan(common + ["--out", "two"], tmp_path, ranks=2)
+    assert "through host memory" in r.stderr or os.environ.get("MINIGAN_NCCL") == "1"
+    _assert_same_run(tmp_path / "one", tmp_path / "two")

@@ -96,6 +96,9 @@ class Trainer:
             self.recipe = recipe_for(preset, **overrides)
         self.preset, self.seed = preset, int(seed)
         self.backend = backend or get_backend()
+        self.comm = parallel.world()                # K ranks under mpiexec, else None (mpi4py not imported)
+        if self.comm is not None and self.backend == "cupy":
+            self.comm.use_gpu()                     # this rank's device, before any array is made on it
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.data_dir = data_dir
         r = self.recipe
@@ -288,7 +291,6 @@ class Trainer:
     def _setup_parallel(self):
         """Under mpiexec with K > 1 ranks (minigan.parallel): check the recipe fits K before any
         work, start every rank from rank 0's parameters, and make BatchNorm's statistics global."""
-        self.comm = parallel.world()
         if self.comm is None:
             return
         r, k = self.recipe, self.comm.size
