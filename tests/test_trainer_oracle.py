@@ -23,28 +23,9 @@ from minigan.gan import trainer as trainer_mod
 from minigan.gradcheck import rel_error
 
 from conftest import shared_data, torch_net_like
+from torch_twin import torch_d_loss, torch_g_loss
 
 TOL = 1e-9
-
-
-def _d_loss(name, r, f):
-    if name in ("minimax", "non_saturating"):
-        return F.softplus(-r).mean() + F.softplus(f).mean()
-    if name == "wasserstein":
-        return f.mean() - r.mean()
-    if name == "hinge":
-        return F.relu(1 - r).mean() + F.relu(1 + f).mean()
-    return 0.5 * ((r - 1) ** 2).mean() + 0.5 * (f ** 2).mean()
-
-
-def _g_loss(name, f):
-    if name == "minimax":
-        return -F.softplus(f).mean()
-    if name == "non_saturating":
-        return F.softplus(-f).mean()
-    if name == "least_squares":
-        return 0.5 * ((f - 1) ** 2).mean()
-    return -f.mean()
 
 
 class Recorder:
@@ -143,7 +124,7 @@ class TorchRecipe:
             d_real = self.d_input(torch.from_numpy(real), labels).requires_grad_(lazy and r["penalty"] == "r1")
             d_fake = self.d_input(fake.detach(), labels)
             logit_r, logit_f = self.D(d_real), self.D(d_fake)
-            loss = _d_loss(r["objective"], logit_r, logit_f)
+            loss = torch_d_loss(r["objective"], logit_r, logit_f)
             if lazy:
                 alpha = draws.pop(0)[1] if r["penalty"] == "wgan_gp" else None
                 loss = loss + self.penalty(d_real, d_fake, logit_r, alpha)
@@ -155,7 +136,7 @@ class TorchRecipe:
                 with torch.no_grad():
                     for p in self.D.parameters():
                         p.clamp_(-r["weight_clip"], r["weight_clip"])
-        loss_g = _g_loss(r["objective"], self.D(self.d_input(fake, labels)))
+        loss_g = torch_g_loss(r["objective"], self.D(self.d_input(fake, labels)))
         grads = torch.autograd.grad(loss_g, list(self.G.parameters()))     # D's gradients untouched
         for p, g in zip(self.G.parameters(), grads):
             p.grad = g

@@ -63,6 +63,30 @@ class _TorchResidual(torch.nn.Module):
         return self.body(x) + (x if self.shortcut is None else self.shortcut(x))
 
 
+def torch_d_loss(name, r, f):
+    """The GAN objectives' D loss on logits, written in torch (the oracle of minigan.gan.losses)."""
+    F = torch.nn.functional
+    if name in ("minimax", "non_saturating"):
+        return F.softplus(-r).mean() + F.softplus(f).mean()
+    if name == "wasserstein":
+        return f.mean() - r.mean()
+    if name == "hinge":
+        return F.relu(1 - r).mean() + F.relu(1 + f).mean()
+    return 0.5 * ((r - 1) ** 2).mean() + 0.5 * (f ** 2).mean()
+
+
+def torch_g_loss(name, f):
+    """The G loss on fake logits, in torch."""
+    F = torch.nn.functional
+    if name == "minimax":
+        return -F.softplus(f).mean()
+    if name == "non_saturating":
+        return F.softplus(-f).mean()
+    if name == "least_squares":
+        return 0.5 * ((f - 1) ** 2).mean()
+    return -f.mean()
+
+
 def torch_net_like(net):
     """A torch.nn.Sequential twin of ``net`` holding exactly ``net``'s current state."""
     tnet = torch_twin(net).to(torch.float64 if net.dtype == np.float64 else torch.float32)

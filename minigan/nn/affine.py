@@ -86,7 +86,25 @@ def _conv_padding(padding, kernel, stride, dilation, layer_name):
     return ((ph, ph), (pw, pw))
 
 
-class Conv2d(Layer):
+class _ConvMath(Layer):
+    """The backward and the tangents of a convolution layer, naming the op's results: the ops
+    (``_bwd``, ``_jvp``, ``_bjvp`` from minigan.ops.conv) are set by each subclass.  The tangent
+    cache is x_dot (the backward's tangent needs it for dW_dot)."""
+    _bwd = _jvp = _bjvp = None
+
+    def apply_backward(self, params, dy, cache, param_grads, input_grad=True):
+        dx, dw, db = type(self)._bwd(dy, cache, param_grads, input_grad)
+        return dx, _grads(weight=dw, bias=db)
+
+    def apply_jvp(self, params, params_dot, x_dot, cache):
+        return type(self)._jvp(x_dot, params_dot.get("weight"), params_dot.get("bias"), cache), x_dot
+
+    def apply_backward_jvp(self, params, params_dot, dy, dy_dot, cache, x_dot, param_grads=True, input_grad=True):
+        dx, dw, db = type(self)._bjvp(dy, dy_dot, x_dot, params_dot.get("weight"), cache, param_grads, input_grad)
+        return dx, _grads(weight=dw, bias=db)
+
+
+class Conv2d(_ConvMath):
     """2-D cross-correlation over NCHW input.  W (out_channels, in_channels, KH, KW), b (out_channels,)."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True):
@@ -126,21 +144,10 @@ class Conv2d(Layer):
                                         f"kernel spans {span} but the padded input is only {padded}")
         return conv_ops.conv2d_forward(x, params["weight"], params.get("bias"), self.stride, self.pads, self.dilation)
 
-    def apply_backward(self, params, dy, cache, param_grads, input_grad=True):
-        dx, dw, db = conv_ops.conv2d_backward(dy, cache, param_grads, input_grad)
-        return dx, _grads(weight=dw, bias=db)
-
-    def apply_jvp(self, params, params_dot, x_dot, cache):
-        """-> (y_dot, x_dot); math in ops.conv.conv2d_jvp."""
-        return conv_ops.conv2d_jvp(x_dot, params_dot.get("weight"), params_dot.get("bias"), cache), x_dot
-
-    def apply_backward_jvp(self, params, params_dot, dy, dy_dot, cache, x_dot, param_grads=True, input_grad=True):
-        dx, dw, db = conv_ops.conv2d_backward_jvp(dy, dy_dot, x_dot, params_dot.get("weight"), cache,
-                                                  param_grads, input_grad)
-        return dx, _grads(weight=dw, bias=db)
+    _bwd, _jvp, _bjvp = conv_ops.conv2d_backward, conv_ops.conv2d_jvp, conv_ops.conv2d_backward_jvp
 
 
-class ConvTranspose2d(Layer):
+class ConvTranspose2d(_ConvMath):
     """Transposed 2-D convolution (the input-gradient of Conv2d).  W (in_channels, out_channels, KH, KW)."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
@@ -187,18 +194,8 @@ class ConvTranspose2d(Layer):
         return conv_ops.conv_transpose2d_forward(x, params["weight"], params.get("bias"), self.stride,
                                                  self.padding, self.dilation, self.output_padding)
 
-    def apply_backward(self, params, dy, cache, param_grads, input_grad=True):
-        dx, dw, db = conv_ops.conv_transpose2d_backward(dy, cache, param_grads, input_grad)
-        return dx, _grads(weight=dw, bias=db)
-
-    def apply_jvp(self, params, params_dot, x_dot, cache):
-        """-> (y_dot, x_dot); math in ops.conv.conv_transpose2d_jvp."""
-        return conv_ops.conv_transpose2d_jvp(x_dot, params_dot.get("weight"), params_dot.get("bias"), cache), x_dot
-
-    def apply_backward_jvp(self, params, params_dot, dy, dy_dot, cache, x_dot, param_grads=True, input_grad=True):
-        dx, dw, db = conv_ops.conv_transpose2d_backward_jvp(dy, dy_dot, x_dot, params_dot.get("weight"), cache,
-                                                            param_grads, input_grad)
-        return dx, _grads(weight=dw, bias=db)
+    _bwd, _jvp, _bjvp = (conv_ops.conv_transpose2d_backward, conv_ops.conv_transpose2d_jvp,
+                         conv_ops.conv_transpose2d_backward_jvp)
 
 
 # ---------------------------------------------------------------- spectral normalisation

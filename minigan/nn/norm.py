@@ -5,7 +5,24 @@ from ..ops import norm as norm_ops
 from .base import Layer, LayerInputError, _check_input, _grads, _positive_int
 
 
-class _BatchNorm(Layer):
+class _NormMath(Layer):
+    """The backward and the tangents of a normalisation layer (gamma "weight", beta "bias"): the ops
+    (``_bwd``, ``_jvp``, ``_bjvp`` from minigan.ops.norm) are set by each subclass."""
+    _bwd = _jvp = _bjvp = None
+
+    def apply_backward(self, params, dy, cache, param_grads):
+        dx, dw, db = type(self)._bwd(dy, cache, param_grads)
+        return dx, _grads(weight=dw, bias=db)
+
+    def apply_jvp(self, params, params_dot, x_dot, cache):
+        return type(self)._jvp(x_dot, params_dot.get("weight"), params_dot.get("bias"), cache)
+
+    def apply_backward_jvp(self, params, params_dot, dy, dy_dot, cache, tcache, param_grads=True, input_grad=True):
+        dx, dw, db = type(self)._bjvp(dy, dy_dot, params_dot.get("weight"), cache, tcache, param_grads, input_grad)
+        return dx, _grads(weight=dw, bias=db)
+
+
+class _BatchNorm(_NormMath):
     _ndims = ()
     _layout = ""
 
@@ -57,17 +74,7 @@ class _BatchNorm(Layer):
             state.get("running_var") if update or not use_batch else None,
             use_batch, momentum, self.eps)
 
-    def apply_backward(self, params, dy, cache, param_grads):
-        dx, dw, db = norm_ops.batch_norm_backward(dy, cache, param_grads)
-        return dx, _grads(weight=dw, bias=db)
-
-    def apply_jvp(self, params, params_dot, x_dot, cache):
-        return norm_ops.batch_norm_jvp(x_dot, params_dot.get("weight"), params_dot.get("bias"), cache)
-
-    def apply_backward_jvp(self, params, params_dot, dy, dy_dot, cache, tcache, param_grads=True, input_grad=True):
-        dx, dw, db = norm_ops.batch_norm_backward_jvp(dy, dy_dot, params_dot.get("weight"), cache, tcache,
-                                                      param_grads, input_grad)
-        return dx, _grads(weight=dw, bias=db)
+    _bwd, _jvp, _bjvp = norm_ops.batch_norm_backward, norm_ops.batch_norm_jvp, norm_ops.batch_norm_backward_jvp
 
 
 class BatchNorm1d(_BatchNorm):
@@ -82,7 +89,7 @@ class BatchNorm2d(_BatchNorm):
     _layout = "(N, C, H, W)"
 
 
-class LayerNorm(Layer):
+class LayerNorm(_NormMath):
     """Normalises each sample over its trailing ``normalized_shape`` axes; gamma/beta have that shape."""
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True):
@@ -111,14 +118,4 @@ class LayerNorm(Layer):
             raise LayerInputError(self, f"expected trailing axes {self.normalized_shape}, got shape {tuple(x.shape)}")
         return norm_ops.layer_norm_forward(x, w, params.get("bias"), k, self.eps)
 
-    def apply_backward(self, params, dy, cache, param_grads):
-        dx, dw, db = norm_ops.layer_norm_backward(dy, cache, param_grads)
-        return dx, _grads(weight=dw, bias=db)
-
-    def apply_jvp(self, params, params_dot, x_dot, cache):
-        return norm_ops.layer_norm_jvp(x_dot, params_dot.get("weight"), params_dot.get("bias"), cache)
-
-    def apply_backward_jvp(self, params, params_dot, dy, dy_dot, cache, tcache, param_grads=True, input_grad=True):
-        dx, dw, db = norm_ops.layer_norm_backward_jvp(dy, dy_dot, params_dot.get("weight"), cache, tcache,
-                                                      param_grads, input_grad)
-        return dx, _grads(weight=dw, bias=db)
+    _bwd, _jvp, _bjvp = norm_ops.layer_norm_backward, norm_ops.layer_norm_jvp, norm_ops.layer_norm_backward_jvp
