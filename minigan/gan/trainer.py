@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import checkpoint, optim, parallel
-from .. import nn as nn_mod
+from ..nn.norm import _BatchNorm
 from ..backend import get_backend, get_xp, to_backend
 from ..data import MIXTURES, load_mnist, stacked_mnist
 from ..viz import grid_figure, samples_figure
@@ -297,7 +297,7 @@ class Trainer:
         if r["batch_size"] % k or (r["batch_size"] // k) % r["pack"]:
             raise ValueError(f"batch_size {r['batch_size']} must split into {k} equal per-rank batches "
                              f"(each divisible by pack={r['pack']}) for {k} ranks")
-        if r["penalty"] != "none" and any(isinstance(m, nn_mod._BatchNorm) for m in _all_layers(self.D)):
+        if r["penalty"] != "none" and any(isinstance(m, _BatchNorm) for m in _all_layers(self.D)):
             raise ValueError("a gradient penalty through a BatchNorm critic is not data-parallel yet (its tangent "
                              "would use per-rank statistics); run it on one process")
         self.comm.broadcast_arrays(self.G.parameters())
