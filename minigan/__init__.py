@@ -11,7 +11,7 @@ from .backend import (BackendError, asnumpy, get_backend, get_xp, has_cupy, set_
                       to_backend)
 from .checkpoint import load, save
 from .gan.losses import OBJECTIVES, Objective, gan_objective
-from .nn import (AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, Flatten,
+from .nn import (AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, Embedding, Flatten,
                  LayerInputError, LayerNorm, LeakyReLU, Linear, ReLU, Reshape, Residual, Sequential,
                  Sigmoid, SpectralNorm, StateDictError, Tanh, Upsample)
 from .ops.losses import bce_with_logits, mse
@@ -21,7 +21,7 @@ from .optim import (SGD, Adam, AdamW, CosineAnnealingLR, ExponentialLR, StepLR, 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Dropout", "Flatten",
+    "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Dropout", "Embedding", "Flatten",
     "LayerNorm", "LeakyReLU", "Linear", "ReLU", "Reshape", "Residual", "Sequential", "Sigmoid", "SpectralNorm", "Tanh",
     "Upsample", "LayerInputError", "StateDictError",
     "SGD", "Adam", "AdamW", "StepLR", "ExponentialLR", "CosineAnnealingLR", "clip_grad_norm",

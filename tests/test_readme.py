@@ -20,6 +20,9 @@ def test_readme_block_runs(index, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     scope = {"__name__": f"readme_block_{index}"}
     exec(compile(BLOCKS[index], f"README.md python block {index}", "exec"), scope)
+    if "projection" in BLOCKS[index].lower():
+        hit, y = scope["hit"], scope["y"]
+        assert all(hit[y == k].mean() > 0.9 for k in range(3)), "the cGAN did not learn its classes"
     if "Trainer(G=G, D=D" in BLOCKS[index]:
         assert (tmp_path / "runs" / "moons" / "samples.png").exists()
         assert os.path.exists(tmp_path / "runs" / "moons" / "config.json")

@@ -6,6 +6,7 @@ import numpy as np
 from ..backend import get_xp
 from ..ops import check_dout
 from ..ops import conv as conv_ops
+from ..ops.embedding import embedding_backward, embedding_backward_jvp, embedding_forward, embedding_jvp
 from ..ops.linear import linear_backward, linear_backward_jvp, linear_forward, linear_jvp
 from .base import Layer, LayerInputError, _check_input, _grads, _pair, _positive_int, _uniform
 
@@ -310,3 +311,39 @@ class SpectralNorm(Layer):
         if sigma_dot is not None:
             dw_dot = dw_dot - dw * (sigma_dot / sigma)
         return dx_dot, g_dot | {"weight_orig": dw_dot}
+
+
+# ---------------------------------------------------------------- embeddings
+
+class Embedding(Layer):
+    """y = W[idx]: integer indices (N, ...) in [0, num_embeddings) -> vectors (N, ..., embedding_dim).
+    W (num_embeddings, embedding_dim) ~ N(0, 1) as torch.nn.Embedding.  As the first layer of a
+    Sequential it takes the integer input (the index has no gradient: dx is None)."""
+    takes_indices = True
+
+    def __init__(self, num_embeddings, embedding_dim):
+        self.num_embeddings = _positive_int(num_embeddings, "Embedding num_embeddings")
+        self.embedding_dim = _positive_int(embedding_dim, "Embedding embedding_dim")
+
+    def _repr_args(self):
+        return [str(self.num_embeddings), str(self.embedding_dim)]
+
+    def init(self, rng, dtype, scheme="torch"):
+        return {"weight": rng.standard_normal((self.num_embeddings, self.embedding_dim)).astype(dtype)}, {}
+
+    def apply(self, params, state, x, train, rng):
+        if x.dtype.kind not in "iu":
+            raise LayerInputError(self, f"expected integer indices, got dtype {x.dtype}")
+        if x.size and (int(x.min()) < 0 or int(x.max()) >= self.num_embeddings):
+            raise LayerInputError(self, f"indices must lie in [0, {self.num_embeddings}), got "
+                                        f"[{int(x.min())}, {int(x.max())}]")
+        return embedding_forward(x, params["weight"])
+
+    def apply_backward(self, params, dy, cache, param_grads, input_grad=True):
+        return None, ({"weight": embedding_backward(dy, cache)} if param_grads else {})
+
+    def apply_jvp(self, params, params_dot, x_dot, cache):
+        return embedding_jvp(params_dot.get("weight"), cache), None
+
+    def apply_backward_jvp(self, params, params_dot, dy, dy_dot, cache, tcache, param_grads=True, input_grad=True):
+        return None, (_grads(weight=embedding_backward_jvp(dy_dot, cache)) if param_grads else {})

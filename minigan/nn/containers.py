@@ -5,7 +5,7 @@ import numpy as np
 
 from ..backend import BackendError, get_backend, get_xp, is_cupy_array, to_backend
 from ..ops import add
-from .affine import Conv2d, ConvTranspose2d, Linear, SpectralNorm
+from .affine import Conv2d, ConvTranspose2d, Embedding, Linear, SpectralNorm
 from .base import INIT_SCHEMES, Layer, LayerInputError, StateDictError
 
 
@@ -302,8 +302,10 @@ class Sequential(Layer):
         Generator) overrides the net's own for dropout masks."""
         if not hasattr(x, "dtype") or not hasattr(x, "shape"):
             raise TypeError(f"Sequential.forward: expected an array, got {type(x).__name__}")
-        if x.dtype != self.dtype:
-            raise LayerInputError(self._short(), f"expected input of dtype {self.dtype}, got {x.dtype} "
+        indices = bool(self.layers) and getattr(self.layers[0], "takes_indices", False)
+        if x.dtype != self.dtype and not (indices and x.dtype.kind in "iu"):
+            raise LayerInputError(self._short(), f"expected input of dtype {self.dtype}"
+                                                 f"{' (or integer indices)' if indices else ''}, got {x.dtype} "
                                                  f"(shape {tuple(x.shape)})")
         if is_cupy_array(x) != (self.backend == "cupy"):
             get_xp(x, *self._flat.values())   # raises the mixed-backend error when params exist
@@ -482,4 +484,4 @@ def _to_array(v):
 
 
 # layers whose apply_backward takes input_grad=False (skip the input gradient's work)
-_SKIPS_INPUT_GRAD = (Linear, Conv2d, ConvTranspose2d, SpectralNorm, Sequential)
+_SKIPS_INPUT_GRAD = (Linear, Conv2d, ConvTranspose2d, SpectralNorm, Embedding, Sequential)
