@@ -383,3 +383,6 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"minigan {args.command}: interrupted; the last checkpoint is kept", file=sys.stderr)
         return 130
+    except BrokenPipeError:             # the output's reader went away (e.g. `minigan presets | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
