@@ -113,21 +113,13 @@ def check_loss(loss_fn, inputs, h=1e-6, seed=0):
     return errors
 
 
-def _spectral_norms(layer):
-    """Every SpectralNorm inside ``layer`` (a net, a container or a layer)."""
-    from .nn import SpectralNorm
-    if isinstance(layer, SpectralNorm):
-        return [layer]
-    inner = list(getattr(layer, "layers", [])) + [getattr(layer, n, None) for n in ("body", "shortcut")]
-    return [sn for part in inner if part is not None for sn in _spectral_norms(part)]
-
-
 @contextlib.contextmanager
 def paused_power_iteration(net):
     """SpectralNorm's u and v are constants of its derivative (as in torch), but every train-mode
     forward moves them: inside this block the power iteration is paused, so the differences of a
     check all see the u and v of the analytic pass."""
-    layers = _spectral_norms(net)
+    from .nn import SpectralNorm, walk
+    layers = [m for m in walk(net) if isinstance(m, SpectralNorm)]
     saved = [sn.n_power_iterations for sn in layers]
     for sn in layers:
         sn.n_power_iterations = 0

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import checkpoint, optim, parallel
+from ..nn import walk
 from ..nn.norm import _BatchNorm
 from ..backend import get_backend, get_xp, to_backend
 from ..data import MIXTURES, load_mnist, stacked_mnist
@@ -297,7 +298,7 @@ class Trainer:
         if r["batch_size"] % k or (r["batch_size"] // k) % r["pack"]:
             raise ValueError(f"batch_size {r['batch_size']} must split into {k} equal per-rank batches "
                              f"(each divisible by pack={r['pack']}) for {k} ranks")
-        if r["penalty"] != "none" and any(isinstance(m, _BatchNorm) for m in _all_layers(self.D)):
+        if r["penalty"] != "none" and any(isinstance(m, _BatchNorm) for m in walk(self.D)):
             raise ValueError("a gradient penalty through a BatchNorm critic is not data-parallel yet (its tangent "
                              "would use per-rank statistics); run it on one process")
         self.comm.broadcast_arrays(self.G.parameters())
@@ -515,12 +516,6 @@ class Trainer:
 
 
 RUN_KEYS = ("format", "config", "step", "G", "D", "opt_g", "opt_d", "ema", "schedules", "rng")
-
-
-def _all_layers(layer):
-    """Every layer inside a net or container, the containers included."""
-    parts = list(getattr(layer, "layers", [])) + [getattr(layer, n, None) for n in ("body", "shortcut", "layer")]
-    return [layer] + [m for p in parts if p is not None for m in _all_layers(p)]
 
 
 def read_checkpoint(run_dir):

@@ -16,11 +16,11 @@ Parameter names, layouts, defaults and initialisation follow PyTorch.
 from .activations import Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
 from .affine import Conv2d, ConvTranspose2d, Embedding, Linear, SpectralNorm
 from .base import INIT_SCHEMES, Layer, LayerInputError, StateDictError
-from .containers import Residual, Sequential, TangentTape, Tape, flatten_tree
+from .containers import Residual, Sequential, TangentTape, Tape, flatten_tree, walk
 from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from .shape import AvgPool2d, Flatten, Reshape, Upsample
 
 __all__ = ["Linear", "Conv2d", "ConvTranspose2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Dropout",
            "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Flatten", "Reshape", "Upsample", "AvgPool2d",
            "SpectralNorm", "Embedding", "Residual", "Sequential", "Tape", "TangentTape", "Layer", "LayerInputError", "StateDictError", "INIT_SCHEMES",
-           "flatten_tree"]
+           "flatten_tree", "walk"]

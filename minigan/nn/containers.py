@@ -95,6 +95,12 @@ def _layer_jvp(layer, params, params_dot, x_dot, cache):
     return layer.apply_jvp(params, params_dot, x_dot, cache)
 
 
+def walk(layer):
+    """The layer and every layer inside it (Sequential layers, Residual body/shortcut, SpectralNorm's layer)."""
+    parts = list(getattr(layer, "layers", [])) + [getattr(layer, n, None) for n in ("body", "shortcut", "layer")]
+    return [layer] + [m for p in parts if p is not None for m in walk(p)]
+
+
 def _is_layer(obj):
     return all(callable(getattr(obj, m, None)) for m in ("init", "apply", "apply_backward"))
 
