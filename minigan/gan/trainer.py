@@ -107,6 +107,7 @@ class Trainer:
         self.user_data = data
         self.G.to(self.backend)
         self.D.to(self.backend)
+        self._setup_parallel()                # (before the EMA copies G: every rank starts from rank 0's)
         self.objective = gan_objective(r["objective"])
         self.opt_g = optim.Adam(r["lr_g"], tuple(r["betas_g"]), weight_decay=r["l2"])
         self.opt_d = optim.Adam(r["lr_d"], tuple(r["betas_d"]), weight_decay=r["l2"])
@@ -117,7 +118,6 @@ class Trainer:
         self.step = 0
         self.dtype = np.dtype(r["dtype"])
         self._load_data()
-        self._setup_parallel()
 
     # ---------------------------------------------------------------- set-up
     def _schedule(self, opt):
