@@ -136,11 +136,16 @@ def recipe_for(name, **overrides):
     """The full recipe of preset ``name`` with ``overrides`` applied (unknown keys are an error)."""
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    check_keys(overrides)
+    recipe = {**DEFAULT_RECIPE, **PRESETS[name].recipe, **overrides}
+    return check_recipe(recipe)
+
+
+def check_keys(overrides):
+    """Every key of ``overrides`` must be a recipe key (a misspelt one would be silently ignored)."""
     unknown = set(overrides) - set(DEFAULT_RECIPE)
     if unknown:
         raise KeyError(f"unknown recipe keys {sorted(unknown)}; known: {', '.join(DEFAULT_RECIPE)}")
-    recipe = {**DEFAULT_RECIPE, **PRESETS[name].recipe, **overrides}
-    return check_recipe(recipe)
 
 
 def check_recipe(recipe):

@@ -53,7 +53,7 @@ CUSTOM = "custom"
 
 def _custom_recipe(G, D, z_dim, overrides):
     """DEFAULT_RECIPE with ``overrides`` for a GAN built from the user's own nets and data."""
-    from .models import DEFAULT_RECIPE, check_recipe
+    from .models import DEFAULT_RECIPE, check_keys, check_recipe
     for name, net in (("G", G), ("D", D)):
         if not all(callable(getattr(net, m, None)) for m in ("forward", "backward", "parameters", "state_dict")):
             raise TypeError(f"Trainer: {name} must be a minigan.Sequential (forward/backward/parameters), "
@@ -62,9 +62,7 @@ def _custom_recipe(G, D, z_dim, overrides):
         raise ValueError(f"Trainer: G computes in {G.dtype} but D in {D.dtype}; build both with one dtype")
     if not (isinstance(z_dim, (int, np.integer)) and z_dim >= 1):
         raise ValueError(f"Trainer: z_dim must be a positive int (the size of G's noise input), got {z_dim!r}")
-    unknown = set(overrides) - set(DEFAULT_RECIPE)
-    if unknown:
-        raise KeyError(f"unknown recipe keys {sorted(unknown)}; known: {', '.join(DEFAULT_RECIPE)}")
+    check_keys(overrides)
     for key in ("data", "conditional", "init", "spectral_norm", "d_dropout"):
         if key in overrides and overrides[key] != DEFAULT_RECIPE[key]:
             raise ValueError(f"Trainer: recipe key {key!r} builds a preset's nets or data; with your own G, D "
@@ -392,9 +390,10 @@ class Trainer:
         self._ema_net.load_state_dict({**self.G.state_dict(), **self.ema})
         return self._ema_net
 
-    def sample(self, n, labels=None, seed=None):
-        """n samples (host numpy) from the sampling net in eval mode; noise from ``seed``
-        (a fixed seed by default, so that successive pictures show the same z)."""
+    def sample(self, n, labels=None, seed=None, ema=True):
+        """n samples (host numpy) from the sampling net in eval mode (``ema=False``: the raw G even
+        when the run keeps an EMA); noise from ``seed`` (a fixed seed by default, so that successive
+        pictures show the same z)."""
         rng = np.random.default_rng(12345 if seed is None else seed)
         z = to_backend(rng.standard_normal((n, self.recipe["z_dim"])).astype(self.dtype), self.backend)
         if self.recipe["conditional"]:
@@ -402,7 +401,7 @@ class Trainer:
             z = self._g_input(z, labels)
         elif labels is not None:
             raise ValueError(f"preset {self.preset!r} is not conditional: it cannot sample a given label")
-        out = self.sampling_net()(z)
+        out = (self.sampling_net() if ema else self.G)(z)
         return np.asarray(to_backend(out, "numpy"), dtype=np.float64)
 
     def real_samples(self, n, seed=0):

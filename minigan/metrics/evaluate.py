@@ -43,17 +43,15 @@ def evaluate(trainer, n=None, seed=0, classifier=None, features=None):
         return _custom_metrics(trainer, features, n or 1000, seed, rng)
     if trainer.mixture is not None:
         n = n or MIXTURE_SAMPLES
-        m = mode_coverage(trainer.sample(n, seed=seed), trainer.mixture.centers, trainer.mixture.std)
-        out = {"preset": trainer.preset, "step": trainer.step, "n": n, "modes": m["modes"],
-               "n_modes": len(trainer.mixture.centers), "hq_fraction": m["hq_fraction"],
-               "reverse_kl": m["reverse_kl"]}
+
+        def coverage(ema):
+            m = mode_coverage(trainer.sample(n, seed=seed, ema=ema), trainer.mixture.centers, trainer.mixture.std)
+            return {"modes": m["modes"], "hq_fraction": m["hq_fraction"], "reverse_kl": m["reverse_kl"]}
+        c = coverage(True)
+        out = {"preset": trainer.preset, "step": trainer.step, "n": n, "modes": c["modes"],
+               "n_modes": len(trainer.mixture.centers), "hq_fraction": c["hq_fraction"], "reverse_kl": c["reverse_kl"]}
         if trainer.ema is not None:                     # the raw G beside its EMA: choose the sampler by measurement
-            ema, trainer.ema = trainer.ema, None
-            try:
-                raw = mode_coverage(trainer.sample(n, seed=seed), trainer.mixture.centers, trainer.mixture.std)
-            finally:
-                trainer.ema = ema
-            out["raw_g"] = {"modes": raw["modes"], "hq_fraction": raw["hq_fraction"], "reverse_kl": raw["reverse_kl"]}
+            out["raw_g"] = coverage(False)
         return out
     clf = classifier or MnistClassifier()
     if trainer.recipe["data"] == "stacked-mnist":

@@ -291,7 +291,7 @@ class SpectralNorm(Layer):
         if w_dot is not None:
             sigma_dot = u @ (self._matrix(w_dot) @ v)
             w_sn_dot = (w_dot - sigma_dot * w_sn) / sigma
-        inner_dot = self._inner(params_dot, w_sn_dot) if "bias" in params_dot else {"weight": w_sn_dot}
+        inner_dot = {k: a for k, a in (("weight", w_sn_dot), ("bias", params_dot.get("bias"))) if a is not None}
         y_dot, tcache = self.layer.apply_jvp(self._inner(params, w_sn), inner_dot, x_dot, cache)
         return y_dot, (tcache, inner_dot, sigma_dot)
 
@@ -299,13 +299,13 @@ class SpectralNorm(Layer):
         cache, u, v, sigma, w_sn = cache
         tcache, inner_dot, sigma_dot = tcache
         inner = self._inner(params, w_sn)
-        dx_dot, g_dot = self.layer.apply_backward_jvp(inner, {k: a for k, a in inner_dot.items() if a is not None},
-                                                      dy, dy_dot, cache, tcache, param_grads, input_grad)
+        dx_dot, g_dot = self.layer.apply_backward_jvp(inner, inner_dot, dy, dy_dot, cache, tcache, param_grads,
+                                                      input_grad)
         if not param_grads:
             return dx_dot, {}
         _, g = self.layer.apply_backward(inner, dy, cache, True, input_grad=False)     # G = dL/dW_sn
         dw, uv = self._weight_grad(g["weight"], u, v, sigma, w_sn)
-        gd, w_sn_dot = g_dot.pop("weight", None), inner_dot["weight"]
+        gd, w_sn_dot = g_dot.pop("weight", None), inner_dot.get("weight")
         c_dot = (0 if gd is None else (gd * w_sn).sum()) + (0 if w_sn_dot is None else (g["weight"] * w_sn_dot).sum())
         dw_dot = ((0 if gd is None else gd) - c_dot * uv) / sigma
         if sigma_dot is not None:
