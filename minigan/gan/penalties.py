@@ -38,7 +38,7 @@ def _sum_squares(g):
     return (g * g).reshape(len(g), -1).sum(axis=1, dtype=np.float64).astype(g.dtype)
 
 
-def _check_batch(where, x, D):
+def _check_batch(where, x):
     if not hasattr(x, "shape") or x.ndim < 1 or x.shape[0] < 1:
         raise ValueError(f"{where}: expected a batch of inputs (N, ...) with N >= 1, got "
                          f"{getattr(x, 'shape', type(x).__name__)}")
@@ -53,7 +53,7 @@ def r1_penalty(D, x, gamma, train=True, rng=None, tape=None):
     ``tape``: D's tape of a forward on this very x (e.g. the D step's, before a backward frees it),
     which saves the forward (as torch's R1 reuses the loss's graph); the penalty then differentiates
     that forward, in its mode and with its dropout masks."""
-    _check_batch("r1_penalty", x, D)
+    _check_batch("r1_penalty", x)
     ones, tape, g = _input_gradient(D, x, train, rng, tape)
     n = x.shape[0]
     value = _sum_squares(g).sum() * (gamma / (2 * n))
@@ -67,7 +67,7 @@ def wgan_gp_penalty(D, real, fake, lam, alpha=None, rng=None, train=True):
         grads = R_v{grad_theta sum D},  v_i = (2 lam / N) (||g_i|| - 1) / ||g_i|| g_i   (0 where g_i = 0,
                 as torch's norm backward)
     keyed like ``D.parameters()``.  No gradient flows to real, fake or alpha."""
-    _check_batch("wgan_gp_penalty", real, D)
+    _check_batch("wgan_gp_penalty", real)
     if getattr(fake, "shape", None) != real.shape:
         raise ValueError(f"wgan_gp_penalty: real and fake must have the same shape, got {tuple(real.shape)} "
                          f"and {getattr(fake, 'shape', type(fake).__name__)}")
