@@ -1,6 +1,8 @@
 """`python -m minigan gradcheck`: one row per op, non-zero exit on any failure."""
 import io
+import json
 import os
+import re
 
 import pytest
 
@@ -65,8 +67,11 @@ def test_train_with_no_arguments_trains_ring8(tmp_path, monkeypatch, capsys):
     out = tmp_path / "runs" / "ring8"
     for name in ("checkpoint.npz", "log.jsonl", "samples.png"):
         assert (out / name).exists(), name
-    assert len((out / "log.jsonl").read_text().splitlines()) == 40
-    assert "steps/s" in capsys.readouterr().err
+    records = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss_d" in r] == list(range(1, 41))
+    assert records[-1]["sampler"] in ("ema", "raw") and set(records[-1]["measured"]) == {"ema_g", "raw_g"}
+    err = capsys.readouterr().err
+    assert "steps/s" in err and re.search(r"ring8, step 40: \d/8 modes, [\d.]+ % high quality", err)
 
 
 def test_train_resume_sample_and_errors(tmp_path):

@@ -151,8 +151,8 @@ def test_a_torn_last_log_line_is_repaired_on_resume_not_refused(small_run, tmp_p
     with open(run / "log.jsonl", "a") as f:
         f.write('{"step": 5, "loss_d": 0.')
     assert cli.main(["train", "--resume", str(run), "--steps", "5", "--quiet"]) == 0
-    lines = (run / "log.jsonl").read_text().splitlines()
-    assert [json.loads(x)["step"] for x in lines] == [1, 2, 3, 4, 5]
+    records = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss_d" in r] == [1, 2, 3, 4, 5]    # (and each run's sampler choice)
 
 
 def test_corrupt_zip_message_names_the_file(small_run, tmp_path):

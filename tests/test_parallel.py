@@ -50,8 +50,10 @@ def _assert_same_run(a, b):
         x, y = np.asarray(sa[k], dtype=np.float64), np.asarray(sb[k], dtype=np.float64)
         scale = max(float(np.abs(x).max(initial=0)), float(np.abs(y).max(initial=0)), 1e-300)
         assert float(np.abs(x - y).max(initial=0)) <= TOL * scale, f"{k}: differs by {np.abs(x - y).max():.3e}"
-    la = [json.loads(x) for x in (a / "log.jsonl").read_text().splitlines()]
-    lb = [json.loads(x) for x in (b / "log.jsonl").read_text().splitlines()]
+    la, lb = ([json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()] for run in (a, b))
+    if "sampler" in la[-1]:             # an EMA mixture run ends choosing its sampler: both runs choose alike
+        assert la[-1]["sampler"] == lb[-1]["sampler"]
+    la, lb = ([r for r in log if "loss_d" in r] for log in (la, lb))
     assert [r["step"] for r in la] == [r["step"] for r in lb] == list(range(1, len(la) + 1))   # one line per step
     for ra, rb in zip(la, lb):
         for key in ("loss_d", "loss_g", "d_real", "d_fake", "grad_norm_d", "grad_norm_g"):

@@ -43,8 +43,11 @@ def test_resume_is_bit_identical(tmp_path, preset, extra, backend):
     _assert_identical(_arrays(tmp_path / "straight" / "checkpoint.npz"), _arrays(tmp_path / "halves" / "checkpoint.npz"))
     log_a = [json.loads(x) for x in (tmp_path / "straight" / "log.jsonl").read_text().splitlines()]
     log_b = [json.loads(x) for x in (tmp_path / "halves" / "log.jsonl").read_text().splitlines()]
+    ends = [{k: v for k, v in log[-1].items() if k != "time"} for log in (log_a, log_b)]
+    assert ends[0] == ends[1]       # a mixture run with an EMA ends choosing its sampler; others: the last step
+    log_a, log_b = ([r for r in log if "loss_d" in r] for log in (log_a, log_b))     # the training records
     assert [r["step"] for r in log_b] == list(range(1, steps + 1))
-    for a, b in zip(log_a, log_b):
+    for a, b in zip(log_a, log_b, strict=True):
         assert {k: v for k, v in a.items() if k != "time"} == {k: v for k, v in b.items() if k != "time"}
 
 
@@ -71,7 +74,9 @@ def test_checkpoint_write_killed_midway_keeps_the_previous_one(tmp_path, monkeyp
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")) == []
     resumed = Trainer.resume(tmp_path)
     assert resumed.step == 2
-    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 2     # records after step 2 dropped
+    records = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 2]      # records after step 2 dropped
+    assert "sampler" in records[-1]                        # (the run to step 2 ended choosing its sampler)
 
 
 def test_nan_guard_names_step_and_network_and_keeps_checkpoint(tmp_path, monkeypatch):
@@ -265,3 +270,56 @@ def test_collapse_is_warned_in_the_log_and_on_the_console(tmp_path, capsys):
     assert "minigan: warning: step 1" in capsys.readouterr().err
     evals = [r["eval"] for r in records if "eval" in r]
     assert evals[0]["hq_fraction"] == 0 and evals[0]["raw_g"]["hq_fraction"] == 0     # raw G beside the EMA
+
+
+def _point_at(net, where):
+    """Make the last Linear of a net output ``where`` for every input."""
+    weight = [k for k in net.parameters() if k.endswith("weight")][-1]
+    net.parameters()[weight][...] = 0.0
+    net.parameters()[weight.replace("weight", "bias")][...] = where
+
+
+@pytest.mark.parametrize("good", ["raw", "ema"])
+def test_the_sampler_is_chosen_by_measurement_and_kept_with_the_checkpoint(tmp_path, good, monkeypatch):
+    """A run whose EMA left every mode samples from its raw G after the end-of-run measurement (and
+    the other way round); the choice is in the log, the checkpoint, evaluate() and the picture's title."""
+    from minigan.metrics import evaluate
+    t = Trainer("ring8", seed=0, steps=2, batch_size=16, ema=0.9, out_dir=tmp_path, sample_every=0)
+    t.run(1, progress=False)
+    assert t.sampler in ("ema", "raw")
+    ema_net = t.sampling_net()
+    good_net, bad_net = (t.G, ema_net) if good == "raw" else (ema_net, t.G)
+    _point_at(good_net, t.mixture.centers[3])                   # every sample on one mode: HQ 100 %, 1/8 modes
+    _point_at(bad_net, 50.0)                                    # far from every mode: HQ 0
+    t.ema.update({k: v.copy() for k, v in ema_net.parameters().items()})     # (sampling_net refills from t.ema)
+    t.choose_sampler(log=tmp_path / "log.jsonl")
+    assert t.sampler == good
+    assert np.allclose(t.sample(5), t.mixture.centers[3])         # the default sampler is the chosen one
+    assert not np.allclose(t.sample(5, ema=good != "ema"), t.mixture.centers[3])
+    m = evaluate(t)
+    assert m["sampler"] == good and m["hq_fraction"] == 1.0 and m["modes"] == 1
+    assert m[f"{good}_g"]["hq_fraction"] == 1.0 and m[("raw" if good == "ema" else "ema") + "_g"]["hq_fraction"] == 0
+    last = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])
+    assert last["sampler"] == good and last["measured"][f"{good}_g"]["modes"] == 1
+    t.save()
+    assert Trainer.resume(tmp_path).sampler == good
+    from minigan.gan import trainer as trainer_module
+    titles = []
+    monkeypatch.setattr(trainer_module, "samples_figure", lambda path, x, centers, title: titles.append(title))
+    t.write_samples(tmp_path / "s.png")
+    assert {"raw": "samples of the raw G", "ema": "samples of the EMA of G"}[good] in titles[0]
+
+
+def test_sampler_score_ranks_coverage_quality_and_balance():
+    from minigan.metrics import better_sampler, sampler_score
+
+    def m(modes, hq, kl):
+        return {"modes": modes, "hq_fraction": hq, "reverse_kl": kl}
+    assert sampler_score(m(8, 0.99, 0.0), 8) == pytest.approx(0.99)
+    assert sampler_score(m(8, 0.95, 0.002), 8) > sampler_score(m(8, 0.90, 0.005), 8)
+    assert sampler_score(m(7, 0.90, 0.15), 8) > sampler_score(m(8, 0.05, 0.0), 8)   # 8/8 at 5 % is worse
+    assert sampler_score(m(0, 0.0, float("inf")), 8) == 0
+    result = {"sampler": "ema", "n_modes": 8, "ema_g": m(0, 0.0, float("inf")), "raw_g": m(8, 0.1, 0.5)}
+    assert better_sampler(result) == "raw"
+    assert better_sampler({**result, "raw_g": m(0, 0.0, float("inf"))}) == "ema"      # a tie keeps the EMA
+    assert better_sampler({"sampler": "raw", "modes": 3}) == "raw"                      # one sampler measured

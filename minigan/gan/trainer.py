@@ -49,6 +49,7 @@ def _set_rng_state(rng, state):
 
 
 CUSTOM = "custom"
+SELECT_SEED = 2**31 - 1       # the noise choose_sampler measures with (evaluate's default is seed 0)
 
 
 def _custom_recipe(G, D, z_dim, overrides):
@@ -112,6 +113,10 @@ class Trainer:
         self.schedules = [self._schedule(o) for o in (self.opt_g, self.opt_d)]
         self.ema = {k: v.copy() for k, v in self.G.parameters().items()} if r["ema"] else None
         self._ema_net = None                  # sampling_net's G with the EMA weights, built on first use
+        # the generator samples come from: "ema" or "raw" (the EMA, if any, until a measurement says
+        # the raw G is better: choose_sampler)
+        self.sampler = "ema" if self.ema is not None else "raw"
+        self.measured = None                  # choose_sampler's last evaluate() result
         self.rng = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(1)[0])
         self.step = 0
         self.dtype = np.dtype(r["dtype"])
@@ -351,16 +356,7 @@ class Trainer:
                 if bar is not None:
                     bar.update(rec)
                 if r["eval_every"] and self.step % r["eval_every"] == 0 and lead:
-                    from ..metrics import evaluate       # (the metrics need the trainer; import late)
-                    result = evaluate(self, n=r["eval_samples"])
-                    if log is not None:
-                        log.write(json.dumps({"step": self.step, "eval": result}) + "\n")
-                    if result.get("hq_fraction") == 0:          # a mixture run whose samples left every mode
-                        warning = (f"step {self.step}: no generated sample lies near any mode (high-quality fraction "
-                                   f"0): training has collapsed or diverged")
-                        print(f"\nminigan: warning: {warning}", file=sys.stderr, flush=True)
-                        if log is not None:
-                            log.write(json.dumps({"step": self.step, "warning": warning}) + "\n")
+                    self._evaluate_in_training(log)
                 if self.writer:
                     if r["sample_every"] and self.step % r["sample_every"] == 0 and self.step < total:
                         (self.out_dir / "samples").mkdir(exist_ok=True)
@@ -373,10 +369,45 @@ class Trainer:
                 log.close()
             if bar is not None:
                 bar.close()
+        if lead and self.mixture is not None and self.ema is not None:
+            # the run's last word on its sampler: the EMA or the raw G, whichever measures better
+            # (2,500 fresh points; an image preset chooses at its in-training evaluations)
+            self.choose_sampler(log=self.out_dir / LOG if self.writer else None)
         if self.writer:
             self.save()
             self.write_samples(self.out_dir / SAMPLES)
         return self
+
+    def _evaluate_in_training(self, log):
+        """An evaluation every eval_every steps: both samplers side by side in the log, the sampler
+        chosen by it, and a warning when a sampler's samples left every mode."""
+        from ..metrics import better_sampler, evaluate       # (the metrics need the trainer; import late)
+        result = evaluate(self, n=self.recipe["eval_samples"])
+        self.sampler = better_sampler(result)
+        if log is not None:
+            log.write(json.dumps({"step": self.step, "eval": result, "sampler": self.sampler}) + "\n")
+        for name, m in ([("EMA of G", result["ema_g"]), ("raw G", result["raw_g"])] if "ema_g" in result
+                        else [("G", result)]):
+            if m.get("hq_fraction") == 0:          # a mixture run whose samples left every mode
+                warning = (f"step {self.step}: no sample of the {name} lies near any mode (high-quality fraction 0): "
+                           f"training has collapsed or diverged")
+                print(f"\nminigan: warning: {warning}", file=sys.stderr, flush=True)
+                if log is not None:
+                    log.write(json.dumps({"step": self.step, "warning": warning}) + "\n")
+
+    def choose_sampler(self, n=None, seed=SELECT_SEED, log=None):
+        """Measure the EMA of G and the raw G side by side (metrics.evaluate on ``n`` samples of noise
+        from ``seed``, not the noise `minigan eval` scores with) and sample from the better one from
+        now on (metrics.better_sampler); the choice is saved with the checkpoint.  ``log``: a path
+        to append the measurement to.  -> the evaluate() result."""
+        from ..metrics import better_sampler, evaluate
+        result = evaluate(self, n=n, seed=seed)
+        self.sampler, self.measured = better_sampler(result), result
+        if log is not None:
+            with open(log, "a") as f:
+                f.write(json.dumps({"step": self.step, "sampler": self.sampler, "measured": {
+                    k: result[k] for k in ("ema_g", "raw_g") if k in result}}) + "\n")
+        return result
 
     # ---------------------------------------------------------------- sampling
     def sampling_net(self):
@@ -390,9 +421,10 @@ class Trainer:
         self._ema_net.load_state_dict({**self.G.state_dict(), **self.ema})
         return self._ema_net
 
-    def sample(self, n, labels=None, seed=None, ema=True):
-        """n samples (host numpy) from the sampling net in eval mode (``ema=False``: the raw G even
-        when the run keeps an EMA); noise from ``seed`` (a fixed seed by default, so that successive
+    def sample(self, n, labels=None, seed=None, ema=None):
+        """n samples (host numpy) in eval mode from the run's sampler (``self.sampler``: its EMA of G
+        or the raw G, chosen by measurement); ``ema=True`` / ``False`` asks for the EMA / the raw G
+        whatever the choice.  Noise from ``seed`` (a fixed seed by default, so that successive
         pictures show the same z)."""
         rng = np.random.default_rng(12345 if seed is None else seed)
         z = to_backend(rng.standard_normal((n, self.recipe["z_dim"])).astype(self.dtype), self.backend)
@@ -401,6 +433,10 @@ class Trainer:
             z = self._g_input(z, labels)
         elif labels is not None:
             raise ValueError(f"preset {self.preset!r} is not conditional: it cannot sample a given label")
+        if ema is None:
+            ema = self.sampler == "ema"
+        if ema and self.ema is None:
+            raise ValueError("this run keeps no EMA of G (recipe ema=0): sample from the raw G (ema=False)")
         out = (self.sampling_net() if ema else self.G)(z)
         return np.asarray(to_backend(out, "numpy"), dtype=np.float64)
 
@@ -416,7 +452,7 @@ class Trainer:
     def write_samples(self, path, n=None, labels=None, seed=None):
         """A picture of samples: points over the true modes for 2-D data, a grid for images
         (N, 1 or 3, H, W); other custom data gets no picture (returns None)."""
-        sampler = "EMA of G" if self.ema is not None else "G"
+        sampler = {"ema": "EMA of G", "raw": "raw G" if self.ema is not None else "G"}[self.sampler]
         if self.mixture is not None:
             x = self.sample(n or 2500, seed=seed)
             return samples_figure(path, x, self.mixture.centers, f"{self.preset}, step {self.step}: {len(x)} samples "
@@ -455,7 +491,7 @@ class Trainer:
             "format": "minigan-run-1", "config": json.dumps(self.config()), "step": self.step,
             "G": self.G.state_dict(), "D": self.D.state_dict(),
             "opt_g": opt_tree(self.opt_g), "opt_d": opt_tree(self.opt_d),
-            "ema": self.ema if self.ema is not None else {},
+            "ema": self.ema if self.ema is not None else {}, "sampler": self.sampler,
             "schedules": json.dumps([None if s is None else s.state_dict() for s in self.schedules]),
             "rng": json.dumps({"data": _rng_state(self.rng), "G": _rng_state(self.G.rng),
                                "D": _rng_state(self.D.rng)}),
@@ -476,6 +512,10 @@ class Trainer:
             opt.to(self.backend)
         if self.ema is not None:
             self.ema = {k: to_backend(np.array(v), self.backend) for k, v in tree["ema"].items()}
+        sampler = str(tree.get("sampler", self.sampler))        # (checkpoints before the choice existed: the EMA)
+        if sampler not in ("ema", "raw") or (sampler == "ema" and self.ema is None):
+            raise CheckpointError(f"the checkpoint's sampler {sampler!r} is not one this run has")
+        self.sampler = sampler
         for s, sd in zip(self.schedules, json.loads(str(tree["schedules"]))):
             if s is not None:
                 s.load_state_dict(sd)

@@ -1,6 +1,8 @@
 """Evaluate a training run: mode coverage for 2-D mixtures, classifier-feature metrics for MNIST,
 modes out of 1000 for stacked MNIST.  Each metric comes with its real-vs-real floor where one exists
 (two disjoint halves of the real data), so that a number can be read against what is attainable."""
+import math
+
 import numpy as np
 
 from ..data import stacked_mnist
@@ -33,8 +35,25 @@ def _feature_metrics(real, fake):
             "precision": precision, "recall": recall, "digit_kl": kl_to_uniform(logits.argmax(axis=1), 10)}
 
 
+def _samplers(trainer):
+    """The samplers a run can draw from: the EMA of G and the raw G, or the raw G alone."""
+    return ("ema", "raw") if trainer.ema is not None else ("raw",)
+
+
+def _headline(trainer, scores, common):
+    """``common`` + the metrics of the sampler the run uses, with every sampler's beside them
+    (``ema_g``, ``raw_g``) when it has two: the choice is made by measurement (better_sampler)."""
+    out = {"preset": trainer.preset, "step": trainer.step, **common, "sampler": trainer.sampler,
+           **scores[trainer.sampler]}
+    if len(scores) > 1:
+        out.update({f"{name}_g": m for name, m in scores.items()})
+    return out
+
+
 def evaluate(trainer, n=None, seed=0, classifier=None, features=None):
-    """-> a flat dict of metrics for the run held by ``trainer`` (its EMA generator if it has one).
+    """-> a flat dict of metrics for the run held by ``trainer``, of the sampler it uses
+    (``"sampler"``: "ema" or "raw", Trainer.sampler); a run with an EMA also gets both samplers'
+    metrics side by side (``"ema_g"``, ``"raw_g"``), on the same noise.
     A GAN of your own nets is scored on your ``features(x) -> (N, F)`` (a host numpy array): the
     Fréchet distance and precision/recall (k = 3) of n generated against n real samples, each beside
     its real-vs-real floor."""
@@ -44,32 +63,51 @@ def evaluate(trainer, n=None, seed=0, classifier=None, features=None):
     if trainer.mixture is not None:
         n = n or MIXTURE_SAMPLES
 
-        def coverage(ema):
-            m = mode_coverage(trainer.sample(n, seed=seed, ema=ema), trainer.mixture.centers, trainer.mixture.std)
+        def coverage(sampler):
+            m = mode_coverage(trainer.sample(n, seed=seed, ema=sampler == "ema"), trainer.mixture.centers,
+                              trainer.mixture.std)
             return {"modes": m["modes"], "hq_fraction": m["hq_fraction"], "reverse_kl": m["reverse_kl"]}
-        c = coverage(True)
-        out = {"preset": trainer.preset, "step": trainer.step, "n": n, "modes": c["modes"],
-               "n_modes": len(trainer.mixture.centers), "hq_fraction": c["hq_fraction"], "reverse_kl": c["reverse_kl"]}
-        if trainer.ema is not None:                     # the raw G beside its EMA: choose the sampler by measurement
-            out["raw_g"] = coverage(False)
-        return out
+        return _headline(trainer, {s: coverage(s) for s in _samplers(trainer)},
+                         {"n": n, "n_modes": len(trainer.mixture.centers)})
     clf = classifier or MnistClassifier()
     if trainer.recipe["data"] == "stacked-mnist":
         n = n or STACKED_SAMPLES
-        fake = trainer.sample(n, seed=seed)                                     # (n, 3, 28, 28)
-        digits = [clf.predict(fake[:, c:c + 1]) for c in range(3)]
-        modes = 100 * digits[0] + 10 * digits[1] + digits[2]
         real, real_modes = stacked_mnist(trainer.host_images, trainer.host_labels, n, rng)
-        out = {"preset": trainer.preset, "step": trainer.step, "n": n,
-               "modes": int(len(np.unique(modes))), "kl": kl_to_uniform(modes, 1000),
-               "floor": {"modes": int(len(np.unique(real_modes))), "kl": kl_to_uniform(real_modes, 1000)}}
-        return out
+
+        def modes(sampler):
+            fake = trainer.sample(n, seed=seed, ema=sampler == "ema")                    # (n, 3, 28, 28)
+            digits = [clf.predict(fake[:, c:c + 1]) for c in range(3)]
+            found = 100 * digits[0] + 10 * digits[1] + digits[2]
+            return {"modes": int(len(np.unique(found))), "kl": kl_to_uniform(found, 1000)}
+        return _headline(trainer, {s: modes(s) for s in _samplers(trainer)}, {
+            "n": n, "floor": {"modes": int(len(np.unique(real_modes))), "kl": kl_to_uniform(real_modes, 1000)}})
     images = trainer.host_images
     n = min(n or 5000, len(images) // 2)
-    fake = trainer.sample(n, seed=seed)
     order = rng.permutation(len(images))
     real_a = images[order[:n]].astype(np.float32)[:, None] / 127.5 - 1
     real_b = images[order[n:2 * n]].astype(np.float32)[:, None] / 127.5 - 1
-    a, b, f = (clf.features_and_logits(x) for x in (real_a, real_b, fake))   # one classifier pass per set
-    return {"preset": trainer.preset, "step": trainer.step, "n": n, **_feature_metrics(a, f),
-            "floor": _feature_metrics(a, b)}
+    a, b = (clf.features_and_logits(x) for x in (real_a, real_b))            # one classifier pass per set
+    scores = {s: _feature_metrics(a, clf.features_and_logits(trainer.sample(n, seed=seed, ema=s == "ema")))
+              for s in _samplers(trainer)}
+    return _headline(trainer, scores, {"n": n, "floor": _feature_metrics(a, b)})
+
+
+def sampler_score(metrics, n_modes):
+    """A number to rank one sampler's metrics by (higher is better).  Mixtures: the high-quality
+    fraction x exp(-reverse KL) x modes captured / n_modes (1 for a perfect sampler; a sampler whose
+    samples left every mode scores 0); stacked MNIST: modes / n_modes x exp(-KL); MNIST: minus the
+    Fréchet distance."""
+    if "hq_fraction" in metrics:
+        return metrics["hq_fraction"] * math.exp(-metrics["reverse_kl"]) * metrics["modes"] / n_modes
+    if "kl" in metrics:
+        return metrics["modes"] / n_modes * math.exp(-metrics["kl"])
+    return -metrics["fid"]
+
+
+def better_sampler(result):
+    """"ema" or "raw": the better of the two samplers an evaluate() result measured side by side
+    (ties go to the EMA); the run's own sampler when only one was measured."""
+    if "ema_g" not in result:
+        return result["sampler"]
+    k = result.get("n_modes", 1000)
+    return "raw" if sampler_score(result["raw_g"], k) > sampler_score(result["ema_g"], k) else "ema"
