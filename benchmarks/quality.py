@@ -1,79 +1,172 @@
-"""Mode coverage of the ring8 and grid25 presets over 10 seeds, beside PacGAN's Table 1.
+"""Mode coverage of the 2-D mixture presets over many seeds, beside PacGAN's Table 1, regenerated
+from the runs it measures.
 
-    python benchmarks/quality.py [--seeds 10] [--presets ring8 grid25] [--out benchmarks/quality.md]
+    python benchmarks/quality.py [--presets ring8 grid25] [--seeds 10] [--first-seed 0] [--jobs 1]
+                                 [--runs runs/quality] [--set KEY=VALUE ...] [--from-runs]
 
-Each seed trains the preset with its default recipe and evaluates 2,500 samples (PacGAN protocol:
-high quality = within 3 std of the nearest mode; a mode is captured with >= 1 high-quality sample;
-reverse KL of the high-quality mode histogram).  Writes a markdown table (mean +- standard error)
-with the device, date and the time it took.
+Each (preset, seed) is trained exactly as a user would: ``minigan train --preset P --seed S --out
+RUNS/P/seed_S --quiet`` (the preset's default recipe, plus any ``--set``), then scored with
+``minigan eval RUNS/P/seed_S --json`` (2,500 samples, PacGAN protocol: high quality = within 3 std of
+the nearest mode; a mode is captured with >= 1 high-quality sample; reverse KL of the high-quality mode
+histogram; the sampler the run chose by measurement).  A run already complete is not trained again;
+``--from-runs`` only scores the runs found.  The recipe in the table is read from each run's
+config.json, so a table can always be regenerated from the runs it came from.
+
+The table (mean +- std over seeds, the worst seed, wall time per run, seeds meeting the issue's goal)
+replaces the part of benchmarks/quality.md between its two ``quality.py`` markers (or is printed with
+``--out -``).  Wall time is the whole ``minigan train`` process; with ``--jobs 2`` two runs share the
+machine and each gets one BLAS thread (say so when you quote it).
 """
 import argparse
+import concurrent.futures
 import datetime
+import json
 import os
 import platform
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-import minigan
-from minigan.gan.trainer import Trainer
-from minigan.metrics import evaluate
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from conditions import LoadMeter, cpu_model, openblas_env  # noqa: E402
 
 PACGAN = {  # Lin et al. 2018, Table 1: (modes, high-quality %, reverse KL)
     "ring8": [("GAN", "6.3 +- 0.5", "98.2 +- 0.2", "0.45 +- 0.09"), ("PacGAN2", "7.9 +- 0.1", "95.6 +- 2.0", "0.07 +- 0.03")],
     "grid25": [("GAN", "17.3 +- 0.8", "94.8 +- 0.7", "0.70 +- 0.07"), ("PacGAN2", "23.8 +- 0.7", "91.3 +- 0.8", "0.13 +- 0.04")],
 }
-GOALS = {"ring8": (8, 0.98, 0.05), "grid25": (25, 0.95, 0.03)}
+GOALS = {"ring8": (8, 0.98, 0.05), "grid25": (25, 0.95, 0.03)}     # the issue's targets: modes, HQ, reverse KL
+BEGIN, END = "<!-- quality.py: begin (generated; edit outside) -->", "<!-- quality.py: end -->"
 
 
-def mean_se(values):
+def minigan(*args, threads=None):
+    env = dict(os.environ)
+    if threads:
+        env.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads), NUMBA_NUM_THREADS=str(threads))
+    return subprocess.run([sys.executable, "-m", "minigan", *args], capture_output=True, text=True, env=env)
+
+
+def train(preset, seed, run, sets, threads):
+    """Train (or finish) one run; -> wall seconds of the training process (None if it was complete)."""
+    if (run / "checkpoint.npz").exists():
+        cfg = json.loads((run / "config.json").read_text())
+        log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+        if max(r["step"] for r in log) >= cfg["recipe"]["steps"]:
+            return None
+        args = ["train", "--resume", str(run), "--quiet"]
+    else:
+        args = ["train", "--preset", preset, "--seed", str(seed), "--out", str(run), "--quiet"]
+        args += [a for kv in sets for a in ("--set", kv)]
+    t0 = time.time()
+    r = minigan(*args, threads=threads)
+    took = time.time() - t0
+    if r.returncode:
+        raise SystemExit(f"minigan {' '.join(args)} failed:\n{r.stderr}")
+    (run / "wall_seconds.txt").write_text(f"{took:.1f}\n")
+    return took
+
+
+def score(run):
+    r = minigan("eval", str(run), "--json")
+    if r.returncode:
+        raise SystemExit(f"minigan eval {run} failed:\n{r.stderr}")
+    m = json.loads(r.stdout.strip().splitlines()[-1])
+    if m["reverse_kl"] is None:           # (strict JSON: no high-quality sample, an infinite KL)
+        m["reverse_kl"] = float("inf")
+    cfg = json.loads((run / "config.json").read_text())
+    wall = run / "wall_seconds.txt"
+    m["wall"] = float(wall.read_text()) if wall.exists() else float("nan")
+    m["recipe"], m["seed"] = cfg["recipe"], cfg["seed"]
+    return m
+
+
+def mean_std(values):
     v = np.asarray(values, dtype=np.float64)
-    se = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
-    return v.mean(), se
+    return v.mean(), (v.std(ddof=1) if len(v) > 1 else float("nan"))
+
+
+def table(preset, rows):
+    g_modes, g_hq, g_kl = GOALS[preset]
+    recipes = {json.dumps(r["recipe"], sort_keys=True) for r in rows}
+    recipe = rows[0]["recipe"]
+    ok = [r["modes"] == g_modes and r["hq_fraction"] >= g_hq and r["reverse_kl"] <= g_kl for r in rows]
+    modes, hq, kl, wall = (mean_std([r[k] for r in rows]) for k in ("modes", "hq_fraction", "reverse_kl", "wall"))
+    worst = min(rows, key=lambda r: (r["modes"], r["hq_fraction"] - r["reverse_kl"]))
+    lines = [f"## {preset}", "",
+             f"Recipe (read from the runs' config.json{'' if len(recipes) == 1 else '; THE RUNS DIFFER, first shown'}): "
+             f"`{json.dumps({k: v for k, v in sorted(recipe.items()) if k not in ('sample_every', 'checkpoint_every')})}`",
+             "",
+             "| method | modes | high quality % | reverse KL |", "|---|---|---|---|",
+             f"| minigan `{preset}` ({len(rows)} seeds, mean +- std) | {modes[0]:.2f} +- {modes[1]:.2f} | "
+             f"{100 * hq[0]:.1f} +- {100 * hq[1]:.1f} | {kl[0]:.3f} +- {kl[1]:.3f} |"]
+    lines += [f"| {name} (PacGAN Table 1) | {a} | {b} | {c} |" for name, a, b, c in PACGAN[preset]]
+    lines += ["", f"Seeds meeting the goal ({g_modes}/{g_modes} modes, HQ >= {100 * g_hq:.0f} %, reverse KL <= {g_kl}): "
+                  f"**{sum(ok)}/{len(rows)}**. Worst seed: {worst['seed']} ({worst['modes']}/{g_modes} modes, "
+                  f"{100 * worst['hq_fraction']:.1f} %, KL {worst['reverse_kl']:.3f}). "
+                  f"Wall time per run: {wall[0]:.0f} +- {wall[1]:.0f} s.", "",
+              "| seed | modes | HQ % | reverse KL | sampler | wall s |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['seed']} | {r['modes']} | {100 * r['hq_fraction']:.1f} | {r['reverse_kl']:.3f} | {r['sampler']} | "
+              f"{r['wall']:.0f} |" for r in sorted(rows, key=lambda r: r["seed"])]
+    return lines + [""]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--presets", nargs="+", default=["ring8", "grid25"], choices=sorted(GOALS))
     ap.add_argument("--seeds", type=int, default=10)
-    ap.add_argument("--presets", nargs="+", default=["ring8", "grid25"])
-    ap.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "quality.md"))
+    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=1, help="runs at once (each then gets one BLAS thread)")
+    ap.add_argument("--runs", default="runs/quality", help="where the runs live (RUNS/PRESET/seed_S)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a recipe override for new runs")
+    ap.add_argument("--from-runs", action="store_true", help="score the runs found; train nothing")
+    ap.add_argument("--out", default=str(HERE / "quality.md"), help="markdown file to update, or - for stdout")
     args = ap.parse_args()
-    lines = [f"# Mode coverage on 2-D mixtures, {args.seeds} seeds per preset", "",
-             f"{datetime.date.today().isoformat()}; {platform.machine()} CPU ({os.cpu_count()} cores), backend "
-             f"{args.backend}, minigan {minigan.__version__}, numpy {np.__version__}; "
-             f"`python benchmarks/quality.py --seeds {args.seeds}`.", ""]
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    threads = 1 if args.jobs > 1 else None
+    import minigan
+    meter = LoadMeter()
+    lines = [f"{datetime.date.today().isoformat()}: `python benchmarks/quality.py {' '.join(sys.argv[1:])}`; every "
+             f"run is `minigan train` then `minigan eval` (see the script). {cpu_model()} ({os.cpu_count()} cores), "
+             f"{openblas_env()}, {args.jobs} run(s) at once{', one BLAS thread each' if threads else ''}; minigan "
+             f"{minigan.__version__}, numpy {np.__version__}, Python {platform.python_version()}.", ""]
     for preset in args.presets:
-        rows, t0 = [], time.time()
-        for seed in range(args.seeds):
-            t = Trainer(preset, seed=seed, backend=args.backend)
-            t.run(progress=False)
-            m = evaluate(t, seed=1000 + seed)
+        runs = [Path(args.runs) / preset / f"seed_{s}" for s in seeds]
+        if not args.from_runs:
+            with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+                for s, took in zip(seeds, pool.map(lambda sr: train(preset, sr[0], sr[1], args.set, threads),
+                                                   zip(seeds, runs))):
+                    print(f"{preset} seed {s}: " + ("complete already" if took is None else f"trained in {took:.0f} s"),
+                          file=sys.stderr, flush=True)
+        rows = []
+        for run in runs:
+            if not (run / "checkpoint.npz").exists():
+                print(f"{run}: no run, skipped", file=sys.stderr)
+                continue
+            m = score(run)
             rows.append(m)
-            print(f"{preset} seed {seed}: {m['modes']}/{m['n_modes']} modes, HQ {100 * m['hq_fraction']:.1f} %, "
-                  f"reverse KL {m['reverse_kl']:.3f}", flush=True)
-        took = time.time() - t0
-        recipe = minigan.gan.recipe_for(preset)
-        modes, hq, rkl = (mean_se([r[k] for r in rows]) for k in ("modes", "hq_fraction", "reverse_kl"))
-        g_modes, g_hq, g_kl = GOALS[preset]
-        ok = sum(r["modes"] == g_modes and r["hq_fraction"] >= g_hq and r["reverse_kl"] <= g_kl for r in rows)
-        lines += [f"## {preset}", "",
-                  f"Recipe: {recipe['steps']} steps, batch {recipe['batch_size']}, {recipe['objective']}, "
-                  f"lr {recipe['lr_g']}/{recipe['lr_d']}, pack {recipe['pack']}, EMA {recipe['ema']}. "
-                  f"{args.seeds} seeds took {took:.0f} s ({took / args.seeds:.1f} s each).", "",
-                  "| method | modes | high quality % | reverse KL |", "|---|---|---|---|",
-                  f"| minigan `{preset}` (this run) | {modes[0]:.2f} +- {modes[1]:.2f} | {100 * hq[0]:.1f} +- {100 * hq[1]:.1f} "
-                  f"| {rkl[0]:.3f} +- {rkl[1]:.3f} |"]
-        lines += [f"| {name} (PacGAN Table 1) | {a} | {b} | {c} |" for name, a, b, c in PACGAN[preset]]
-        lines += ["", f"Seeds meeting the goal ({g_modes}/{g_modes} modes, HQ >= {100 * g_hq:.0f} %, reverse KL <= "
-                      f"{g_kl}): {ok}/{args.seeds}.", "",
-                  "| seed | modes | HQ % | reverse KL |", "|---|---|---|---|"]
-        lines += [f"| {s} | {r['modes']} | {100 * r['hq_fraction']:.1f} | {r['reverse_kl']:.3f} |" for s, r in enumerate(rows)]
-        lines.append("")
-    with open(args.out, "w") as f:
-        f.write("\n".join(lines))
-    print(f"wrote {args.out}", file=sys.stderr)
+            print(f"{preset} seed {m['seed']}: {m['modes']}/{m['n_modes']} modes, HQ {100 * m['hq_fraction']:.1f} %, "
+                  f"reverse KL {m['reverse_kl']:.3f} ({m['sampler']})", file=sys.stderr, flush=True)
+        if rows:
+            lines += table(preset, rows)
+    share = meter.share()
+    if share is not None and not args.from_runs:
+        lines += [f"Other processes used {100 * share:.0f} % of the CPUs while this ran"
+                  f"{' (UNDER LOAD: the wall times are upper bounds)' if share > 0.1 else ''}.", ""]
+    text = "\n".join([BEGIN, *lines, END])
+    if args.out == "-":
+        print(text)
+        return
+    out = Path(args.out)
+    old = out.read_text() if out.exists() else ""
+    if BEGIN in old and END in old:
+        text = old[:old.index(BEGIN)] + text + old[old.index(END) + len(END):]
+    else:
+        text = old + ("\n" if old else "") + text + "\n"
+    out.write_text(text)
+    print(f"wrote {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -323,3 +323,10 @@ def test_sampler_score_ranks_coverage_quality_and_balance():
     assert better_sampler(result) == "raw"
     assert better_sampler({**result, "raw_g": m(0, 0.0, float("inf"))}) == "ema"      # a tie keeps the EMA
     assert better_sampler({"sampler": "raw", "modes": 3}) == "raw"                      # one sampler measured
+
+
+def test_z_dim_reaches_a_preset_like_every_recipe_key():
+    t = Trainer("ring8", seed=0, z_dim=4, steps=1, batch_size=8)
+    assert t.recipe["z_dim"] == 4 and t.G.parameters()["0.weight"].shape == (128, 4)
+    t.train_step()
+    assert t.sample(3).shape == (3, 2)

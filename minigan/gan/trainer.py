@@ -93,6 +93,8 @@ class Trainer:
             self.recipe, preset = _custom_recipe(G, D, z_dim, overrides), CUSTOM
         else:
             preset = "ring8" if preset is None else preset
+            if z_dim is not None:                 # (a preset's z_dim is a recipe key like any other)
+                overrides["z_dim"] = z_dim
             self.recipe = recipe_for(preset, **overrides)
         self.preset, self.seed = preset, int(seed)
         self.backend = backend or get_backend()
