@@ -211,6 +211,8 @@ def _measured_line(preset, m):
     def say(x):
         return f"{x['modes']}/{m['n_modes']} modes, {100 * x['hq_fraction']:.1f} % high quality, " \
                f"reverse KL {x['reverse_kl']:.3f}"
+    if "ema_g" not in m:
+        return f"{preset}, step {m['step']}: {say(m)}"
     names = {"ema": "EMA of G", "raw": "raw G"}
     other = "raw" if m["sampler"] == "ema" else "ema"
     return (f"{preset}, step {m['step']}: {say(m)} ({names[m['sampler']]}, chosen by measurement over the "

@@ -119,6 +119,7 @@ class Trainer:
         # the raw G is better: choose_sampler)
         self.sampler = "ema" if self.ema is not None else "raw"
         self.measured = None                  # choose_sampler's last evaluate() result
+        self._peak_hq = {}                    # sampler -> (step, best high-quality fraction so far)
         self.rng = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(1)[0])
         self.step = 0
         self.dtype = np.dtype(r["dtype"])
@@ -371,10 +372,13 @@ class Trainer:
                 log.close()
             if bar is not None:
                 bar.close()
-        if lead and self.mixture is not None and self.ema is not None:
+        if lead and self.mixture is not None:
             # the run's last word on its sampler: the EMA or the raw G, whichever measures better
             # (2,500 fresh points; an image preset chooses at its in-training evaluations)
-            self.choose_sampler(log=self.out_dir / LOG if self.writer else None)
+            path = self.out_dir / LOG if self.writer else None
+            if self.choose_sampler(log=path)["hq_fraction"] == 0:
+                self._warn(path, f"step {self.step}: no sample lies near any mode at the end of training (high-"
+                                 f"quality fraction 0{' for the EMA and the raw G' if self.ema is not None else ''})")
         if self.writer:
             self.save()
             self.write_samples(self.out_dir / SAMPLES)
@@ -382,7 +386,7 @@ class Trainer:
 
     def _evaluate_in_training(self, log):
         """An evaluation every eval_every steps: both samplers side by side in the log, the sampler
-        chosen by it, and a warning when a sampler's samples left every mode."""
+        chosen by it, and a warning when a sampler's high-quality fraction (mixtures) falls to 0."""
         from ..metrics import better_sampler, evaluate       # (the metrics need the trainer; import late)
         result = evaluate(self, n=self.recipe["eval_samples"])
         self.sampler = better_sampler(result)
@@ -390,12 +394,24 @@ class Trainer:
             log.write(json.dumps({"step": self.step, "eval": result, "sampler": self.sampler}) + "\n")
         for name, m in ([("EMA of G", result["ema_g"]), ("raw G", result["raw_g"])] if "ema_g" in result
                         else [("G", result)]):
-            if m.get("hq_fraction") == 0:          # a mixture run whose samples left every mode
-                warning = (f"step {self.step}: no sample of the {name} lies near any mode (high-quality fraction 0): "
-                           f"training has collapsed or diverged")
-                print(f"\nminigan: warning: {warning}", file=sys.stderr, flush=True)
-                if log is not None:
-                    log.write(json.dumps({"step": self.step, "warning": warning}) + "\n")
+            if "hq_fraction" not in m:
+                continue
+            peak = self._peak_hq.get(name)          # (step, fraction) of its best evaluation so far
+            if m["hq_fraction"] == 0 and peak is not None and peak[1] > 0:
+                self._warn(log, f"step {self.step}: the {name}'s high-quality fraction fell to 0 (it was "
+                                f"{100 * peak[1]:.1f} % at step {peak[0]}): no sample lies near any mode; "
+                                f"training has collapsed or diverged")
+            if peak is None or m["hq_fraction"] > peak[1]:
+                self._peak_hq[name] = (self.step, m["hq_fraction"])
+
+    def _warn(self, log, warning):
+        print(f"\nminigan: warning: {warning}", file=sys.stderr, flush=True)
+        if log is not None:
+            if isinstance(log, Path):
+                with open(log, "a") as f:
+                    f.write(json.dumps({"step": self.step, "warning": warning}) + "\n")
+            else:
+                log.write(json.dumps({"step": self.step, "warning": warning}) + "\n")
 
     def choose_sampler(self, n=None, seed=SELECT_SEED, log=None):
         """Measure the EMA of G and the raw G side by side (metrics.evaluate on ``n`` samples of noise
