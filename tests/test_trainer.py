@@ -348,3 +348,19 @@ def test_z_dim_reaches_a_preset_like_every_recipe_key():
     assert t.recipe["z_dim"] == 4 and t.G.parameters()["0.weight"].shape == (128, 4)
     t.train_step()
     assert t.sample(3).shape == (3, 2)
+
+
+def test_a_checkpoint_from_before_the_sampler_choice_resumes_with_its_ema(tmp_path):
+    t = Trainer("ring8", seed=0, steps=2, batch_size=16, out_dir=tmp_path, sample_every=0, eval_every=0)
+    t.run(progress=False)
+    tree = checkpoint.load(tmp_path / "checkpoint.npz")
+    del tree["sampler"]
+    checkpoint.save(tmp_path / "checkpoint.npz", tree)
+    assert Trainer.resume(tmp_path).sampler == "ema"
+    tree["sampler"] = "raw"
+    checkpoint.save(tmp_path / "checkpoint.npz", tree)
+    assert Trainer.resume(tmp_path).sampler == "raw"
+    tree["sampler"] = "best"
+    checkpoint.save(tmp_path / "checkpoint.npz", tree)
+    with pytest.raises(CheckpointError, match="sampler 'best'"):
+        Trainer.resume(tmp_path)
