@@ -63,7 +63,7 @@ def test_train_with_no_arguments_trains_ring8(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(Trainer, "run", short_run)
     monkeypatch.chdir(tmp_path)
     assert cli.main(["train"]) == 0
-    assert asked == [("ring8", 10000, True)]
+    assert asked == [("ring8", 16000, True)]
     out = tmp_path / "runs" / "ring8"
     for name in ("checkpoint.npz", "log.jsonl", "samples.png"):
         assert (out / name).exists(), name
