@@ -128,10 +128,12 @@ def main():
     threads = 1 if args.jobs > 1 else None
     import minigan
     meter = LoadMeter()
+    how = ("rescored from existing runs (the wall times are those recorded when each was trained)" if args.from_runs
+           else f"{args.jobs} run(s) at once{', one BLAS thread each' if threads else ''}")
     lines = [f"{datetime.date.today().isoformat()}: `python benchmarks/quality.py {' '.join(sys.argv[1:])}`; every "
              f"run is `minigan train` then `minigan eval` (see the script). {cpu_model()} ({os.cpu_count()} cores), "
-             f"{openblas_env()}, {args.jobs} run(s) at once{', one BLAS thread each' if threads else ''}; minigan "
-             f"{minigan.__version__}, numpy {np.__version__}, Python {platform.python_version()}.", ""]
+             f"{openblas_env()}, {how}; minigan {minigan.__version__}, numpy {np.__version__}, "
+             f"Python {platform.python_version()}.", ""]
     for preset in args.presets:
         runs = [Path(args.runs) / preset / f"seed_{s}" for s in seeds]
         if not args.from_runs:

@@ -88,6 +88,13 @@ MUTANTS = [
     ("trainer: L1 skipped", "minigan/gan/trainer.py",
      '            optim.l1_regularization(net.parameters(), r["l1"], grads)', "            pass",
      ["tests/test_trainer_oracle.py"]),
+    ("sampler choice: the score's comparison reversed", "minigan/metrics/evaluate.py",
+     'return "raw" if sampler_score(result["raw_g"], k) > sampler_score(result["ema_g"], k) else "ema"',
+     'return "raw" if sampler_score(result["raw_g"], k) < sampler_score(result["ema_g"], k) else "ema"',
+     ["tests/test_trainer.py", "-k", "sampler"]),
+    ("collapse warning at every early zero", "minigan/gan/trainer.py",
+     'if m["hq_fraction"] == 0 and peak is not None and peak[1] > 0:', 'if m["hq_fraction"] == 0:',
+     ["tests/test_trainer.py", "-k", "collapse"]),
 ]
 
 
