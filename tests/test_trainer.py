@@ -321,9 +321,8 @@ def test_the_sampler_is_chosen_by_measurement_and_kept_with_the_checkpoint(tmp_p
     assert last["sampler"] == good and last["measured"][f"{good}_g"]["modes"] == 1
     t.save()
     assert Trainer.resume(tmp_path).sampler == good
-    from minigan.gan import trainer as trainer_module
     titles = []
-    monkeypatch.setattr(trainer_module, "samples_figure", lambda path, x, centers, title: titles.append(title))
+    monkeypatch.setattr(trainer_mod, "samples_figure", lambda path, x, centers, title: titles.append(title))
     t.write_samples(tmp_path / "s.png")
     assert {"raw": "samples of the raw G", "ema": "samples of the EMA of G"}[good] in titles[0]
 
