@@ -310,7 +310,8 @@ def test_the_sampler_is_chosen_by_measurement_and_kept_with_the_checkpoint(tmp_p
     _point_at(good_net, t.mixture.centers[3])                   # every sample on one mode: HQ 100 %, 1/8 modes
     _point_at(bad_net, 50.0)                                    # far from every mode: HQ 0
     t.ema.update({k: v.copy() for k, v in ema_net.parameters().items()})     # (sampling_net refills from t.ema)
-    t.choose_sampler(log=tmp_path / "log.jsonl")
+    with open(tmp_path / "log.jsonl", "a") as log:
+        t.choose_sampler(log=log)
     assert t.sampler == good
     assert np.allclose(t.sample(5), t.mixture.centers[3])         # the default sampler is the chosen one
     assert not np.allclose(t.sample(5, ema=good != "ema"), t.mixture.centers[3])

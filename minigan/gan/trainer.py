@@ -52,6 +52,12 @@ CUSTOM = "custom"
 SELECT_SEED = 2**31 - 1       # the noise choose_sampler measures with (evaluate's default is seed 0)
 
 
+def _record(log, rec):
+    """Append one JSON record to the run's open log.jsonl (None: the run writes no files)."""
+    if log is not None:
+        log.write(json.dumps(rec) + "\n")
+
+
 def _custom_recipe(G, D, z_dim, overrides):
     """DEFAULT_RECIPE with ``overrides`` for a GAN built from the user's own nets and data."""
     from .models import DEFAULT_RECIPE, check_keys, check_recipe
@@ -354,8 +360,7 @@ class Trainer:
         try:
             while self.step < total:
                 rec = self.train_step()
-                if log is not None:
-                    log.write(json.dumps(rec) + "\n")
+                _record(log, rec)
                 if bar is not None:
                     bar.update(rec)
                 if r["eval_every"] and self.step % r["eval_every"] == 0 and lead:
@@ -367,18 +372,17 @@ class Trainer:
                     if r["checkpoint_every"] and self.step % r["checkpoint_every"] == 0:
                         log.flush()
                         self.save()
+            if lead and self.mixture is not None:
+                # the run's last word on its sampler: the EMA or the raw G, whichever measures better
+                # (2,500 fresh points; an image preset chooses at its in-training evaluations)
+                if self.choose_sampler(log=log)["hq_fraction"] == 0:
+                    self._warn(log, f"step {self.step}: no sample lies near any mode at the end of training (high-"
+                                    f"quality fraction 0{' for the EMA and the raw G' if self.ema is not None else ''})")
         finally:
             if log is not None:
                 log.close()
             if bar is not None:
                 bar.close()
-        if lead and self.mixture is not None:
-            # the run's last word on its sampler: the EMA or the raw G, whichever measures better
-            # (2,500 fresh points; an image preset chooses at its in-training evaluations)
-            path = self.out_dir / LOG if self.writer else None
-            if self.choose_sampler(log=path)["hq_fraction"] == 0:
-                self._warn(path, f"step {self.step}: no sample lies near any mode at the end of training (high-"
-                                 f"quality fraction 0{' for the EMA and the raw G' if self.ema is not None else ''})")
         if self.writer:
             self.save()
             self.write_samples(self.out_dir / SAMPLES)
@@ -390,8 +394,7 @@ class Trainer:
         from ..metrics import better_sampler, evaluate       # (the metrics need the trainer; import late)
         result = evaluate(self, n=self.recipe["eval_samples"])
         self.sampler = better_sampler(result)
-        if log is not None:
-            log.write(json.dumps({"step": self.step, "eval": result, "sampler": self.sampler}) + "\n")
+        _record(log, {"step": self.step, "eval": result, "sampler": self.sampler})
         for name, m in ([("EMA of G", result["ema_g"]), ("raw G", result["raw_g"])] if "ema_g" in result
                         else [("G", result)]):
             if "hq_fraction" not in m:
@@ -406,25 +409,18 @@ class Trainer:
 
     def _warn(self, log, warning):
         print(f"\nminigan: warning: {warning}", file=sys.stderr, flush=True)
-        if log is not None:
-            if isinstance(log, Path):
-                with open(log, "a") as f:
-                    f.write(json.dumps({"step": self.step, "warning": warning}) + "\n")
-            else:
-                log.write(json.dumps({"step": self.step, "warning": warning}) + "\n")
+        _record(log, {"step": self.step, "warning": warning})
 
     def choose_sampler(self, n=None, seed=SELECT_SEED, log=None):
         """Measure the EMA of G and the raw G side by side (metrics.evaluate on ``n`` samples of noise
         from ``seed``, not the noise `minigan eval` scores with) and sample from the better one from
-        now on (metrics.better_sampler); the choice is saved with the checkpoint.  ``log``: a path
-        to append the measurement to.  -> the evaluate() result."""
+        now on (metrics.better_sampler); the choice is saved with the checkpoint.  ``log``: an open
+        text file (log.jsonl) to append the measurement to.  -> the evaluate() result."""
         from ..metrics import better_sampler, evaluate
         result = evaluate(self, n=n, seed=seed)
         self.sampler, self.measured = better_sampler(result), result
-        if log is not None:
-            with open(log, "a") as f:
-                f.write(json.dumps({"step": self.step, "sampler": self.sampler, "measured": {
-                    k: result[k] for k in ("ema_g", "raw_g") if k in result}}) + "\n")
+        _record(log, {"step": self.step, "sampler": self.sampler,
+                      "measured": {k: result[k] for k in ("ema_g", "raw_g") if k in result}})
         return result
 
     # ---------------------------------------------------------------- sampling
