@@ -145,7 +145,6 @@ def _recipe_overrides(args):
 def _train(args):
     from .data import DataError
     from .gan.models import PRESETS
-    from .gan.models import recipe_for
     from .gan.trainer import CHECKPOINT, CONFIG, LOG, SAMPLES, Trainer
 
     if args.preset is not None and args.preset not in PRESETS:
@@ -181,26 +180,21 @@ def _train(args):
             raise UsageError(f"--out {out} is a file; the run directory must be a new or existing folder")
         if os.path.exists(os.path.join(out, CHECKPOINT)):
             raise UsageError(f"{out} already holds a run; continue it with --resume {out} or choose another --out")
-        overrides = _recipe_overrides(args)
-        try:
-            recipe_for(preset, **overrides)
-        except (KeyError, ValueError, TypeError) as e:
-            raise UsageError(str(e).strip("'\"")) from None
-        try:
+        try:                                     # the recipe is checked (recipe_for) before any data is read
             t = Trainer(preset, seed=args.seed or 0, backend=args.backend, out_dir=out, data_dir=args.data_dir,
-                        **overrides)
-        except ValueError as e:                  # e.g. a batch that does not split over the MPI ranks
+                        **_recipe_overrides(args))
+        except (KeyError, ValueError, TypeError) as e:     # a bad recipe; a batch that does not split over ranks
             if isinstance(e, DataError):
                 raise
-            raise UsageError(str(e)) from None
+            raise UsageError(str(e).strip("'\"")) from None
         steps = int(t.recipe["steps"])
-    if getattr(t, "split", None) == "test" and (t.comm is None or t.comm.rank == 0):
+    if getattr(t, "split", None) == "test" and t.writer:
         print("minigan train: the MNIST training set (60k) was not found; training on the 10k test set instead "
               "(minigan train --download fetches the full set)", file=sys.stderr)
     t.run(steps, progress=not args.quiet)
     if t.measured is not None:                      # a 2-D run: its last measurement (and the sampler it chose)
         print(_measured_line(t.preset, t.measured), file=sys.stderr)
-    if t.comm is None or t.comm.rank == 0:            # data-parallel: rank 0 speaks for the run
+    if t.writer:                                      # data-parallel: rank 0 speaks for the run
         for name in (CHECKPOINT, LOG, SAMPLES, CONFIG):
             print(os.path.join(str(t.out_dir), name))
     return 0
@@ -342,7 +336,8 @@ def build_parser():
     p.add_argument("--config", metavar="FILE", help="a JSON object of recipe keys (--set and the flags above win)")
 
     p = sub.add_parser("sample", help="draw samples from a trained run",
-                       description="Writes a picture of samples from the run's generator (its EMA if it has one).")
+                       description="Writes a picture of samples from the run's generator (its EMA or the raw G, "
+                                   "whichever the run chose by measurement).")
     p.add_argument("run_dir", metavar="DIR")
     p.add_argument("--n", type=int, default=64, help="number of samples (default 64; 2500 points for 2-D presets)")
     p.add_argument("--label", type=int, help="digit to draw (conditional presets only)")
