@@ -34,6 +34,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from conditions import LoadMeter, cpu_model, openblas_env  # noqa: E402
 
+from minigan.gan.trainer import read_checkpoint  # noqa: E402
+
 PACGAN = {  # Lin et al. 2018, Table 1: (modes, high-quality %, reverse KL)
     "ring8": [("GAN", "6.3 +- 0.5", "98.2 +- 0.2", "0.45 +- 0.09"), ("PacGAN2", "7.9 +- 0.1", "95.6 +- 2.0", "0.07 +- 0.03")],
     "grid25": [("GAN", "17.3 +- 0.8", "94.8 +- 0.7", "0.70 +- 0.07"), ("PacGAN2", "23.8 +- 0.7", "91.3 +- 0.8", "0.13 +- 0.04")],
@@ -52,9 +54,8 @@ def minigan(*args, threads=None):
 def train(preset, seed, run, sets, threads):
     """Train (or finish) one run; -> wall seconds of the training process (None if it was complete)."""
     if (run / "checkpoint.npz").exists():
-        cfg = json.loads((run / "config.json").read_text())
-        log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
-        if max(r["step"] for r in log) >= cfg["recipe"]["steps"]:
+        tree = read_checkpoint(run)              # the run's own step and target, as `minigan train --resume` reads them
+        if int(tree["step"]) >= json.loads(str(tree["config"]))["recipe"]["steps"]:
             return None
         args = ["train", "--resume", str(run), "--quiet"]
     else:
