@@ -1,8 +1,10 @@
-"""Mode coverage of the 2-D mixture presets over many seeds, beside PacGAN's Table 1, regenerated
-from the runs it measures.
+"""The presets' quality over many seeds, regenerated from the runs it measures: mode coverage of the
+2-D mixtures beside PacGAN's Table 1; FID against its real-vs-real floor and the digit KL for the MNIST
+presets; modes out of 1,000 for stacked MNIST.
 
     python benchmarks/quality.py [--presets ring8 grid25] [--seeds 10] [--first-seed 0] [--jobs 1]
                                  [--runs runs/quality] [--set KEY=VALUE ...] [--from-runs]
+    MINIGAN_DATA=../shared/data/mnist python benchmarks/quality.py --presets mlp-mnist --seeds 3
 
 Each (preset, seed) is trained exactly as a user would: ``minigan train --preset P --seed S --out
 RUNS/P/seed_S --quiet`` (the preset's default recipe, plus any ``--set``), then scored with
@@ -12,10 +14,16 @@ histogram; the sampler the run chose by measurement).  A run already complete is
 ``--from-runs`` only scores the runs found.  The recipe in the table is read from each run's
 config.json, so a table can always be regenerated from the runs it came from.
 
-The table (mean +- std over seeds, the worst seed, wall time per run, seeds meeting the issue's goal)
-replaces the part of benchmarks/quality.md between its two ``quality.py`` markers (or is printed with
-``--out -``).  Wall time is the whole ``minigan train`` process; with ``--jobs 2`` two runs share the
-machine and each gets one BLAS thread (say so when you quote it).
+MNIST presets: ``minigan eval`` scores 5,000 samples against 5,000 real images (classifier features,
+minigan.metrics), beside the floor of two disjoint real halves; the goal is FID <= 2x that floor and a
+digit KL <= 0.01.  Stacked MNIST: 26,000 samples, modes found out of 1,000 and the KL to uniform.
+
+Each preset's table (mean +- std over seeds, the worst seed, seconds per training step -- the median of
+the log's per-step times, evaluations excluded -- wall time per run, seeds meeting the issue's goal)
+replaces the part of benchmarks/quality.md between that preset's two ``quality.py`` markers (a preset
+without markers yet is added after the last table), or is printed with ``--out -``.  Wall time is the
+whole ``minigan train`` process; with ``--jobs 2`` two runs share the machine and each gets one BLAS
+thread (say so when you quote it).
 """
 import argparse
 import concurrent.futures
@@ -23,6 +31,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -41,7 +50,13 @@ PACGAN = {  # Lin et al. 2018, Table 1: (modes, high-quality %, reverse KL)
     "grid25": [("GAN", "17.3 +- 0.8", "94.8 +- 0.7", "0.70 +- 0.07"), ("PacGAN2", "23.8 +- 0.7", "91.3 +- 0.8", "0.13 +- 0.04")],
 }
 GOALS = {"ring8": (8, 0.98, 0.05), "grid25": (25, 0.95, 0.03)}     # the issue's targets: modes, HQ, reverse KL
-BEGIN, END = "<!-- quality.py: begin (generated; edit outside) -->", "<!-- quality.py: end -->"
+IMAGE_GOALS = {p: (2.0, 0.01) for p in ("mlp-mnist", "dcgan-mnist", "resnet-mnist")}   # FID / floor, digit KL
+STACKED_GOALS = {"dcgan-stacked": (1000, 0.05)}                      # modes of 1,000, KL to uniform
+PRESETS = sorted(GOALS) + sorted(IMAGE_GOALS) + sorted(STACKED_GOALS)
+
+
+def markers(preset):
+    return (f"<!-- quality.py: {preset} begin (generated; edit outside) -->", f"<!-- quality.py: {preset} end -->")
 
 
 def minigan(*args, threads=None):
@@ -75,13 +90,30 @@ def score(run):
     if r.returncode:
         raise SystemExit(f"minigan eval {run} failed:\n{r.stderr}")
     m = json.loads(r.stdout.strip().splitlines()[-1])
-    if m["reverse_kl"] is None:           # (strict JSON: no high-quality sample, an infinite KL)
+    if m.get("reverse_kl", 0) is None:    # (strict JSON: no high-quality sample, an infinite KL)
         m["reverse_kl"] = float("inf")
     cfg = json.loads((run / "config.json").read_text())
     wall = run / "wall_seconds.txt"
     m["wall"] = float(wall.read_text()) if wall.exists() else float("nan")
     m["recipe"], m["seed"] = cfg["recipe"], cfg["seed"]
+    m["step_s"] = step_seconds(run)
     return m
+
+
+def step_seconds(run):
+    """Median seconds of one training step, from the per-step "time" of the run's log.jsonl (the step
+    itself: evaluations, pictures and checkpoints excluded); NaN without any.  A torn last line (a
+    killed run) is skipped."""
+    times = []
+    log = run / "log.jsonl"
+    for line in (log.read_text().splitlines() if log.exists() else []):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if "time" in rec and "loss_d" in rec:
+            times.append(rec["time"])
+    return float(np.median(times)) if times else float("nan")
 
 
 def mean_std(values):
@@ -89,17 +121,23 @@ def mean_std(values):
     return v.mean(), (v.std(ddof=1) if len(v) > 1 else float("nan"))
 
 
-def table(preset, rows):
-    g_modes, g_hq, g_kl = GOALS[preset]
+def recipe_line(rows):
     recipes = {json.dumps(r["recipe"], sort_keys=True) for r in rows}
-    recipe = rows[0]["recipe"]
+    recipe = {k: v for k, v in sorted(rows[0]["recipe"].items()) if k not in ("sample_every", "checkpoint_every")}
+    return (f"Recipe (read from the runs' config.json{'' if len(recipes) == 1 else '; THE RUNS DIFFER, first shown'}): "
+            f"`{json.dumps(recipe)}`")
+
+
+def table(preset, rows):
+    if preset in IMAGE_GOALS:
+        return image_table(preset, rows)
+    if preset in STACKED_GOALS:
+        return stacked_table(preset, rows)
+    g_modes, g_hq, g_kl = GOALS[preset]
     ok = [r["modes"] == g_modes and r["hq_fraction"] >= g_hq and r["reverse_kl"] <= g_kl for r in rows]
     modes, hq, kl, wall = (mean_std([r[k] for r in rows]) for k in ("modes", "hq_fraction", "reverse_kl", "wall"))
     worst = min(rows, key=lambda r: (r["modes"], r["hq_fraction"] - r["reverse_kl"]))
-    lines = [f"## {preset}", "",
-             f"Recipe (read from the runs' config.json{'' if len(recipes) == 1 else '; THE RUNS DIFFER, first shown'}): "
-             f"`{json.dumps({k: v for k, v in sorted(recipe.items()) if k not in ('sample_every', 'checkpoint_every')})}`",
-             "",
+    lines = [f"## {preset}", "", recipe_line(rows), "",
              "| method | modes | high quality % | reverse KL |", "|---|---|---|---|",
              f"| minigan `{preset}` ({len(rows)} seeds, mean +- std) | {modes[0]:.2f} +- {modes[1]:.2f} | "
              f"{100 * hq[0]:.1f} +- {100 * hq[1]:.1f} | {kl[0]:.3f} +- {kl[1]:.3f} |"]
@@ -108,15 +146,64 @@ def table(preset, rows):
                   f"**{sum(ok)}/{len(rows)}**. Worst seed: {worst['seed']} ({worst['modes']}/{g_modes} modes, "
                   f"{100 * worst['hq_fraction']:.1f} %, KL {worst['reverse_kl']:.3f}). "
                   f"Wall time per run: {wall[0]:.0f} +- {wall[1]:.0f} s.", "",
-              "| seed | modes | HQ % | reverse KL | sampler | wall s |", "|---|---|---|---|---|---|"]
+              "| seed | modes | HQ % | reverse KL | sampler | s/step | wall s |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['seed']} | {r['modes']} | {100 * r['hq_fraction']:.1f} | {r['reverse_kl']:.3f} | {r['sampler']} | "
-              f"{r['wall']:.0f} |" for r in sorted(rows, key=lambda r: r["seed"])]
+              f"{r['step_s']:.4f} | {r['wall']:.0f} |" for r in sorted(rows, key=lambda r: r["seed"])]
     return lines + [""]
+
+
+def image_table(preset, rows):
+    """MNIST presets: FID (classifier features) against the real-vs-real floor, digit KL, the rest."""
+    g_ratio, g_kl = IMAGE_GOALS[preset]
+    for r in rows:
+        r["ratio"] = r["fid"] / r["floor"]["fid"]
+    ok = [r["ratio"] <= g_ratio and r["digit_kl"] <= g_kl for r in rows]
+    fid_, ratio, kl, step, wall = (mean_std([r[k] for r in rows]) for k in ("fid", "ratio", "digit_kl", "step_s", "wall"))
+    worst = max(rows, key=lambda r: r["ratio"])
+    lines = [f"## {preset}", "", recipe_line(rows), "",
+             f"{len(rows)} seeds (mean +- std): FID {fid_[0]:.2f} +- {fid_[1]:.2f}, **{ratio[0]:.1f} +- {ratio[1]:.1f} x "
+             f"the real-vs-real floor**, digit KL {kl[0]:.4f} +- {kl[1]:.4f}; {step[0]:.3f} s/step, "
+             f"{wall[0]:.0f} +- {wall[1]:.0f} s wall per run. Seeds meeting the goal (FID <= {g_ratio:g}x the floor, "
+             f"digit KL <= {g_kl}): **{sum(ok)}/{len(rows)}**. Worst seed: {worst['seed']} ({worst['ratio']:.1f}x).", "",
+             "| seed | FID | floor | FID / floor | digit KL | inception score | precision | recall | sampler | s/step | wall s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['seed']} | {r['fid']:.2f} | {r['floor']['fid']:.2f} | {r['ratio']:.1f} | {r['digit_kl']:.4f} | "
+              f"{r['inception_score']:.2f} | {r['precision']:.3f} | {r['recall']:.3f} | {r['sampler']} | "
+              f"{r['step_s']:.3f} | {r['wall']:.0f} |" for r in sorted(rows, key=lambda r: r["seed"])]
+    return lines + [""]
+
+
+def stacked_table(preset, rows):
+    """Stacked MNIST: modes found out of 1,000 and the KL of their histogram to uniform."""
+    g_modes, g_kl = STACKED_GOALS[preset]
+    ok = [r["modes"] >= g_modes and r["kl"] <= g_kl for r in rows]
+    modes, kl, step, wall = (mean_std([r[k] for r in rows]) for k in ("modes", "kl", "step_s", "wall"))
+    lines = [f"## {preset}", "", recipe_line(rows), "",
+             f"{len(rows)} seeds (mean +- std): {modes[0]:.1f} +- {modes[1]:.1f} modes of 1,000, KL {kl[0]:.3f} +- "
+             f"{kl[1]:.3f} (PacDCGAN2, PacGAN's stacked-MNIST table: KL 0.06); {step[0]:.3f} s/step. Seeds meeting the goal "
+             f"({g_modes} modes, KL <= {g_kl}): **{sum(ok)}/{len(rows)}**.", "",
+             "| seed | modes | KL | floor modes | floor KL | sampler | s/step | wall s |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['seed']} | {r['modes']} | {r['kl']:.3f} | {r['floor']['modes']} | {r['floor']['kl']:.3f} | "
+              f"{r['sampler']} | {r['step_s']:.3f} | {r['wall']:.0f} |" for r in sorted(rows, key=lambda r: r["seed"])]
+    return lines + [""]
+
+
+def write_block(out, preset, lines):
+    """Replace ``preset``'s block of ``out`` (between its markers), or add one after the last block."""
+    begin, end = markers(preset)
+    block = "\n".join([begin, *lines, end])
+    old = out.read_text() if out.exists() else ""
+    if begin in old and end in old:
+        return old[:old.index(begin)] + block + old[old.index(end) + len(end):]
+    last = max((m.end() for m in re.finditer(r"<!-- quality.py: \S+ end -->", old)), default=None)
+    if last is None:
+        return old + ("\n" if old else "") + block + "\n"
+    return old[:last] + "\n\n" + block + old[last:]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--presets", nargs="+", default=["ring8", "grid25"], choices=sorted(GOALS))
+    ap.add_argument("--presets", nargs="+", default=["ring8", "grid25"], choices=PRESETS)
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=1, help="runs at once (each then gets one BLAS thread)")
@@ -131,10 +218,11 @@ def main():
     meter = LoadMeter()
     how = ("rescored from existing runs (the wall times are those recorded when each was trained)" if args.from_runs
            else f"{args.jobs} run(s) at once{', one BLAS thread each' if threads else ''}")
-    lines = [f"{datetime.date.today().isoformat()}: `python benchmarks/quality.py {' '.join(sys.argv[1:])}`; every "
-             f"run is `minigan train` then `minigan eval` (see the script). {cpu_model()} ({os.cpu_count()} cores), "
-             f"{openblas_env()}, {how}; minigan {minigan.__version__}, numpy {np.__version__}, "
-             f"Python {platform.python_version()}.", ""]
+    header = [f"{datetime.date.today().isoformat()}: `python benchmarks/quality.py {' '.join(sys.argv[1:])}`; every "
+              f"run is `minigan train` then `minigan eval` (see the script). {cpu_model()} ({os.cpu_count()} cores), "
+              f"{openblas_env()}, {how}; minigan {minigan.__version__}, numpy {np.__version__}, "
+              f"Python {platform.python_version()}.", ""]
+    blocks = {}
     for preset in args.presets:
         runs = [Path(args.runs) / preset / f"seed_{s}" for s in seeds]
         if not args.from_runs:
@@ -150,26 +238,29 @@ def main():
                 continue
             m = score(run)
             rows.append(m)
-            print(f"{preset} seed {m['seed']}: {m['modes']}/{m['n_modes']} modes, HQ {100 * m['hq_fraction']:.1f} %, "
-                  f"reverse KL {m['reverse_kl']:.3f} ({m['sampler']})", file=sys.stderr, flush=True)
+            print(f"{preset} seed {m['seed']}: {summary(m)} ({m['sampler']})", file=sys.stderr, flush=True)
         if rows:
-            lines += table(preset, rows)
+            blocks[preset] = table(preset, rows)
     share = meter.share()
     if share is not None and not args.from_runs:
-        lines += [f"Other processes used {100 * share:.0f} % of the CPUs while this ran"
-                  f"{' (UNDER LOAD: the wall times are upper bounds)' if share > 0.1 else ''}.", ""]
-    text = "\n".join([BEGIN, *lines, END])
+        header += [f"Other processes used {100 * share:.0f} % of the CPUs while this ran"
+                   f"{' (UNDER LOAD: the wall times are upper bounds)' if share > 0.1 else ''}.", ""]
     if args.out == "-":
-        print(text)
+        for preset, lines in blocks.items():
+            print("\n".join([*markers(preset)[:1], *header, *lines, markers(preset)[1]]))
         return
     out = Path(args.out)
-    old = out.read_text() if out.exists() else ""
-    if BEGIN in old and END in old:
-        text = old[:old.index(BEGIN)] + text + old[old.index(END) + len(END):]
-    else:
-        text = old + ("\n" if old else "") + text + "\n"
-    out.write_text(text)
-    print(f"wrote {out}", file=sys.stderr)
+    for preset, lines in blocks.items():
+        out.write_text(write_block(out, preset, header + lines))
+    print(f"wrote {out}" if blocks else "no runs found: nothing written", file=sys.stderr)
+
+
+def summary(m):
+    if "hq_fraction" in m:
+        return f"{m['modes']}/{m['n_modes']} modes, HQ {100 * m['hq_fraction']:.1f} %, reverse KL {m['reverse_kl']:.3f}"
+    if "digit_kl" in m:
+        return f"FID {m['fid']:.2f} (floor {m['floor']['fid']:.2f}), digit KL {m['digit_kl']:.4f}"
+    return f"{m['modes']}/1000 modes, KL {m['kl']:.3f}"
 
 
 if __name__ == "__main__":

@@ -28,3 +28,33 @@ def test_gemm_recorder_counts_every_conv_gemm_of_the_dcgan32_step():
     expected = 2 * batch * (sum(m * p for m, p in zip(d_macs, d_passes)) + sum(m * p for m, p in zip(g_macs, g_passes)))
     assert sum(2 * m * n * k for m, n, k, _ in rec.calls) == expected
     assert len(rec.seconds()) == len(rec.calls) == sum(d_passes) + sum(g_passes)
+
+
+def _quality():
+    import quality
+    return quality
+
+
+def test_quality_write_block_replaces_one_preset_and_adds_new_ones_after_the_last(tmp_path):
+    q = _quality()
+    out = tmp_path / "quality.md"
+    out.write_text("intro\n\n" + "\n".join([q.markers("ring8")[0], "old ring8", q.markers("ring8")[1]]) + "\n\nhand text\n")
+    out.write_text(q.write_block(out, "grid25", ["grid table"]))
+    out.write_text(q.write_block(out, "ring8", ["new ring8"]))
+    text = out.read_text()
+    assert "old ring8" not in text and "new ring8" in text and text.startswith("intro\n") and text.endswith("hand text\n")
+    assert text.index("new ring8") < text.index("grid table") < text.index("hand text")     # added after the last block
+    assert text.count("quality.py: grid25 begin") == 1
+
+
+def test_quality_image_table_counts_the_goal_on_the_ratio_to_the_floor_and_step_seconds_skips_torn_lines(tmp_path):
+    q = _quality()
+    rows = [dict(seed=s, fid=f, floor={"fid": 4.0}, digit_kl=k, inception_score=9.0, precision=0.9, recall=0.9,
+                 sampler="ema", step_s=0.1, wall=10.0, recipe={"steps": 5})
+            for s, f, k in [(0, 7.9, 0.005), (1, 8.1, 0.005), (2, 4.0, 0.02)]]
+    text = "\n".join(q.table("dcgan-mnist", rows))
+    assert "**1/3**" in text and "Worst seed: 1 (2.0x)" in text and "| 0 | 7.90 | 4.00 | 2.0 |" in text
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"step": 1, "loss_d": 1, "time": 0.5}\n{"step": 2, "warning": "x"}\n'
+                   '{"step": 2, "loss_d": 1, "time": 1.5}\n{"step": 3, "loss_d": 1, "ti')
+    assert q.step_seconds(tmp_path) == 1.0
