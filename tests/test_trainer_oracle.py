@@ -70,6 +70,10 @@ class TorchRecipe:
         if r["lr_schedule"] == "cosine":
             self.scheds = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=int(r["steps"]))
                            for o in (self.opt_g, self.opt_d)]
+        elif r["lr_schedule"] == "exponential":          # (ring8's preset: its default recipe)
+            self.scheds = [torch.optim.lr_scheduler.ExponentialLR(o, gamma=r["lr_gamma"]) for o in (self.opt_g, self.opt_d)]
+        elif r["lr_schedule"] != "constant":
+            raise NotImplementedError(f"the torch twin has no {r['lr_schedule']!r} schedule")
         self.ema = {k: v.detach().clone() for k, v in self.G.named_parameters()} if r["ema"] else None
         self.step = 0
 
