@@ -128,6 +128,15 @@ def recipe_line(rows):
             f"`{json.dumps(recipe)}`")
 
 
+def section(preset, rows, summary_lines, columns, cell):
+    """A preset's section: heading, recipe, ``summary_lines``, then one table row per seed (``cell(r)`` ->
+    the row's cells after the seed, under ``columns``)."""
+    lines = [f"## {preset}", "", recipe_line(rows), "", *summary_lines, "",
+             "| " + " | ".join(["seed", *columns]) + " |", "|" + "---|" * (len(columns) + 1)]
+    lines += ["| " + " | ".join([str(r["seed"]), *cell(r)]) + " |" for r in sorted(rows, key=lambda r: r["seed"])]
+    return lines + [""]
+
+
 def table(preset, rows):
     if preset in IMAGE_GOALS:
         return image_table(preset, rows)
@@ -137,19 +146,17 @@ def table(preset, rows):
     ok = [r["modes"] == g_modes and r["hq_fraction"] >= g_hq and r["reverse_kl"] <= g_kl for r in rows]
     modes, hq, kl, wall = (mean_std([r[k] for r in rows]) for k in ("modes", "hq_fraction", "reverse_kl", "wall"))
     worst = min(rows, key=lambda r: (r["modes"], r["hq_fraction"] - r["reverse_kl"]))
-    lines = [f"## {preset}", "", recipe_line(rows), "",
-             "| method | modes | high quality % | reverse KL |", "|---|---|---|---|",
-             f"| minigan `{preset}` ({len(rows)} seeds, mean +- std) | {modes[0]:.2f} +- {modes[1]:.2f} | "
-             f"{100 * hq[0]:.1f} +- {100 * hq[1]:.1f} | {kl[0]:.3f} +- {kl[1]:.3f} |"]
-    lines += [f"| {name} (PacGAN Table 1) | {a} | {b} | {c} |" for name, a, b, c in PACGAN[preset]]
-    lines += ["", f"Seeds meeting the goal ({g_modes}/{g_modes} modes, HQ >= {100 * g_hq:.0f} %, reverse KL <= {g_kl}): "
-                  f"**{sum(ok)}/{len(rows)}**. Worst seed: {worst['seed']} ({worst['modes']}/{g_modes} modes, "
-                  f"{100 * worst['hq_fraction']:.1f} %, KL {worst['reverse_kl']:.3f}). "
-                  f"Wall time per run: {wall[0]:.0f} +- {wall[1]:.0f} s.", "",
-              "| seed | modes | HQ % | reverse KL | sampler | s/step | wall s |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['seed']} | {r['modes']} | {100 * r['hq_fraction']:.1f} | {r['reverse_kl']:.3f} | {r['sampler']} | "
-              f"{r['step_s']:.4f} | {r['wall']:.0f} |" for r in sorted(rows, key=lambda r: r["seed"])]
-    return lines + [""]
+    summary_lines = ["| method | modes | high quality % | reverse KL |", "|---|---|---|---|",
+                     f"| minigan `{preset}` ({len(rows)} seeds, mean +- std) | {modes[0]:.2f} +- {modes[1]:.2f} | "
+                     f"{100 * hq[0]:.1f} +- {100 * hq[1]:.1f} | {kl[0]:.3f} +- {kl[1]:.3f} |"]
+    summary_lines += [f"| {name} (PacGAN Table 1) | {a} | {b} | {c} |" for name, a, b, c in PACGAN[preset]]
+    summary_lines += ["", f"Seeds meeting the goal ({g_modes}/{g_modes} modes, HQ >= {100 * g_hq:.0f} %, reverse KL "
+                          f"<= {g_kl}): **{sum(ok)}/{len(rows)}**. Worst seed: {worst['seed']} ({worst['modes']}/{g_modes} "
+                          f"modes, {100 * worst['hq_fraction']:.1f} %, KL {worst['reverse_kl']:.3f}). "
+                          f"Wall time per run: {wall[0]:.0f} +- {wall[1]:.0f} s."]
+    return section(preset, rows, summary_lines, ["modes", "HQ %", "reverse KL", "sampler", "s/step", "wall s"],
+                   lambda r: [str(r["modes"]), f"{100 * r['hq_fraction']:.1f}", f"{r['reverse_kl']:.3f}", r["sampler"],
+                              f"{r['step_s']:.4f}", f"{r['wall']:.0f}"])
 
 
 def image_table(preset, rows):
@@ -160,17 +167,15 @@ def image_table(preset, rows):
     ok = [r["ratio"] <= g_ratio and r["digit_kl"] <= g_kl for r in rows]
     fid_, ratio, kl, step, wall = (mean_std([r[k] for r in rows]) for k in ("fid", "ratio", "digit_kl", "step_s", "wall"))
     worst = max(rows, key=lambda r: r["ratio"])
-    lines = [f"## {preset}", "", recipe_line(rows), "",
-             f"{len(rows)} seeds (mean +- std): FID {fid_[0]:.2f} +- {fid_[1]:.2f}, **{ratio[0]:.1f} +- {ratio[1]:.1f} x "
-             f"the real-vs-real floor**, digit KL {kl[0]:.4f} +- {kl[1]:.4f}; {step[0]:.3f} s/step, "
-             f"{wall[0]:.0f} +- {wall[1]:.0f} s wall per run. Seeds meeting the goal (FID <= {g_ratio:g}x the floor, "
-             f"digit KL <= {g_kl}): **{sum(ok)}/{len(rows)}**. Worst seed: {worst['seed']} ({worst['ratio']:.1f}x).", "",
-             "| seed | FID | floor | FID / floor | digit KL | inception score | precision | recall | sampler | s/step | wall s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['seed']} | {r['fid']:.2f} | {r['floor']['fid']:.2f} | {r['ratio']:.1f} | {r['digit_kl']:.4f} | "
-              f"{r['inception_score']:.2f} | {r['precision']:.3f} | {r['recall']:.3f} | {r['sampler']} | "
-              f"{r['step_s']:.3f} | {r['wall']:.0f} |" for r in sorted(rows, key=lambda r: r["seed"])]
-    return lines + [""]
+    summary_line = (f"{len(rows)} seeds (mean +- std): FID {fid_[0]:.2f} +- {fid_[1]:.2f}, **{ratio[0]:.1f} +- "
+                    f"{ratio[1]:.1f} x the real-vs-real floor**, digit KL {kl[0]:.4f} +- {kl[1]:.4f}; {step[0]:.3f} s/step, "
+                    f"{wall[0]:.0f} +- {wall[1]:.0f} s wall per run. Seeds meeting the goal (FID <= {g_ratio:g}x the floor, "
+                    f"digit KL <= {g_kl}): **{sum(ok)}/{len(rows)}**. Worst seed: {worst['seed']} ({worst['ratio']:.1f}x).")
+    return section(preset, rows, [summary_line], ["FID", "floor", "FID / floor", "digit KL", "inception score",
+                                                  "precision", "recall", "sampler", "s/step", "wall s"],
+                   lambda r: [f"{r['fid']:.2f}", f"{r['floor']['fid']:.2f}", f"{r['ratio']:.1f}", f"{r['digit_kl']:.4f}",
+                              f"{r['inception_score']:.2f}", f"{r['precision']:.3f}", f"{r['recall']:.3f}", r["sampler"],
+                              f"{r['step_s']:.3f}", f"{r['wall']:.0f}"])
 
 
 def stacked_table(preset, rows):
@@ -178,14 +183,12 @@ def stacked_table(preset, rows):
     g_modes, g_kl = STACKED_GOALS[preset]
     ok = [r["modes"] >= g_modes and r["kl"] <= g_kl for r in rows]
     modes, kl, step, wall = (mean_std([r[k] for r in rows]) for k in ("modes", "kl", "step_s", "wall"))
-    lines = [f"## {preset}", "", recipe_line(rows), "",
-             f"{len(rows)} seeds (mean +- std): {modes[0]:.1f} +- {modes[1]:.1f} modes of 1,000, KL {kl[0]:.3f} +- "
-             f"{kl[1]:.3f} (PacDCGAN2, PacGAN's stacked-MNIST table: KL 0.06); {step[0]:.3f} s/step. Seeds meeting the goal "
-             f"({g_modes} modes, KL <= {g_kl}): **{sum(ok)}/{len(rows)}**.", "",
-             "| seed | modes | KL | floor modes | floor KL | sampler | s/step | wall s |", "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['seed']} | {r['modes']} | {r['kl']:.3f} | {r['floor']['modes']} | {r['floor']['kl']:.3f} | "
-              f"{r['sampler']} | {r['step_s']:.3f} | {r['wall']:.0f} |" for r in sorted(rows, key=lambda r: r["seed"])]
-    return lines + [""]
+    summary_line = (f"{len(rows)} seeds (mean +- std): {modes[0]:.1f} +- {modes[1]:.1f} modes of 1,000, KL {kl[0]:.3f} +- "
+                    f"{kl[1]:.3f} (PacDCGAN2, PacGAN's stacked-MNIST table: KL 0.06); {step[0]:.3f} s/step. Seeds meeting "
+                    f"the goal ({g_modes} modes, KL <= {g_kl}): **{sum(ok)}/{len(rows)}**.")
+    return section(preset, rows, [summary_line], ["modes", "KL", "floor modes", "floor KL", "sampler", "s/step", "wall s"],
+                   lambda r: [str(r["modes"]), f"{r['kl']:.3f}", str(r["floor"]["modes"]), f"{r['floor']['kl']:.3f}",
+                              r["sampler"], f"{r['step_s']:.3f}", f"{r['wall']:.0f}"])
 
 
 def write_block(out, preset, lines):
