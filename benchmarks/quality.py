@@ -191,17 +191,23 @@ def stacked_table(preset, rows):
                               r["sampler"], f"{r['step_s']:.3f}", f"{r['wall']:.0f}"])
 
 
+def block(preset, lines):
+    """``lines`` between ``preset``'s two markers."""
+    begin, end = markers(preset)
+    return "\n".join([begin, *lines, end])
+
+
 def write_block(out, preset, lines):
     """Replace ``preset``'s block of ``out`` (between its markers), or add one after the last block."""
     begin, end = markers(preset)
-    block = "\n".join([begin, *lines, end])
+    new = block(preset, lines)
     old = out.read_text() if out.exists() else ""
     if begin in old and end in old:
-        return old[:old.index(begin)] + block + old[old.index(end) + len(end):]
+        return old[:old.index(begin)] + new + old[old.index(end) + len(end):]
     last = max((m.end() for m in re.finditer(r"<!-- quality.py: \S+ end -->", old)), default=None)
     if last is None:
-        return old + ("\n" if old else "") + block + "\n"
-    return old[:last] + "\n\n" + block + old[last:]
+        return old + ("\n" if old else "") + new + "\n"
+    return old[:last] + "\n\n" + new + old[last:]
 
 
 def main():
@@ -250,7 +256,7 @@ def main():
                    f"{' (UNDER LOAD: the wall times are upper bounds)' if share > 0.1 else ''}.", ""]
     if args.out == "-":
         for preset, lines in blocks.items():
-            print("\n".join([*markers(preset)[:1], *header, *lines, markers(preset)[1]]))
+            print(block(preset, header + lines))
         return
     out = Path(args.out)
     for preset, lines in blocks.items():
