@@ -364,3 +364,30 @@ def test_a_checkpoint_from_before_the_sampler_choice_resumes_with_its_ema(tmp_pa
     checkpoint.save(tmp_path / "checkpoint.npz", tree)
     with pytest.raises(CheckpointError, match="sampler 'best'"):
         Trainer.resume(tmp_path)
+
+
+def test_width_sizes_the_mixture_presets_and_nothing_else():
+    t = Trainer("grid25", seed=0, width=32, steps=1, batch_size=8)
+    assert t.G.parameters()["2.weight"].shape == (32, 32) and t.D.parameters()["0.weight"].shape == (32, 2)
+    t.train_step()
+    with pytest.raises(ValueError, match="width must be an int >= 1 for preset 'ring8'"):
+        Trainer("ring8", width=0)
+    with pytest.raises(ValueError, match="preset 'dcgan-mnist' has a fixed architecture"):
+        Trainer("dcgan-mnist", width=64)
+    with pytest.raises(ValueError, match="width must be an int >= 0"):
+        Trainer("grid25", width="wide")
+
+
+def test_a_mixture_run_saved_before_width_was_a_recipe_key_resumes_at_its_old_width(tmp_path):
+    # grid25's nets were 256 wide then; a run saved without the key must load into 256 wide nets
+    t = Trainer("grid25", seed=0, width=256, steps=1, batch_size=8, out_dir=tmp_path, sample_every=0, eval_every=0)
+    t.run(progress=False)
+    tree = checkpoint.load(tmp_path / "checkpoint.npz")
+    cfg = json.loads(str(tree["config"]))
+    del cfg["recipe"]["width"]
+    tree["config"] = json.dumps(cfg)
+    checkpoint.save(tmp_path / "checkpoint.npz", tree)
+    back = Trainer.resume(tmp_path)
+    assert back.recipe["width"] == 256
+    _assert_identical({k: np.asarray(v) for k, v in back.G.parameters().items()},
+                      {k: np.asarray(v) for k, v in t.G.parameters().items()})

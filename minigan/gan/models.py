@@ -19,6 +19,8 @@ class Preset(NamedTuple):
 DEFAULT_RECIPE = {
     "data": "ring8",              # ring8 | grid25 | mnist | stacked-mnist
     "z_dim": 64,
+    "width": 0,                   # hidden width of ring8's / grid25's MLPs (G and D: 3 hidden layers each); 0: a
+                                  # preset of fixed architecture (the others, your own nets)
     "objective": "non_saturating",
     "steps": 2000,
     "batch_size": 128,
@@ -63,9 +65,9 @@ def _lrelu():
     return nn.LeakyReLU(0.2)
 
 
-def _mixture_nets(r, hidden):
-    G = _mlp([r["z_dim"]] + [hidden] * 3 + [2], nn.ReLU)
-    D = _mlp([2 * r["pack"]] + [hidden] * 3 + [1], _lrelu, dropout=r["d_dropout"])
+def _mixture_nets(r):
+    G = _mlp([r["z_dim"]] + [r["width"]] * 3 + [2], nn.ReLU)
+    D = _mlp([2 * r["pack"]] + [r["width"]] * 3 + [1], _lrelu, dropout=r["d_dropout"])
     return G, D
 
 
@@ -112,16 +114,19 @@ PRESETS = {
     # ring8's recipe: the search on unseen seeds is in benchmarks/quality.md (Adam's beta2 0.9 instead
     # of 0.999 and a slower EMA ended the collapses; 16k steps let the slow seeds reach ~96 %; the
     # learning rate decaying to a quarter over the 16k steps (0.999913^16000 = 0.25) lifts them to ~97 %)
-    "ring8": Preset(lambda r: _mixture_nets(r, 128), dict(
-        data="ring8", z_dim=16, steps=16000, batch_size=256, lr_g=1e-3, lr_d=1e-3, objective="hinge",
+    "ring8": Preset(_mixture_nets, dict(
+        data="ring8", z_dim=16, width=128, steps=16000, batch_size=256, lr_g=1e-3, lr_d=1e-3, objective="hinge",
         lr_schedule="exponential", lr_gamma=0.999913,
         betas_g=[0.5, 0.9], betas_d=[0.5, 0.9], ema=0.9995, eval_every=1000, eval_samples=2500,
         sample_every=2000, checkpoint_every=2000), "8 Gaussians on the unit circle (std 0.01), MLP G and D"),
-    # grid25's: ring8's (betas (0.5, 0.9), EMA 0.9995) at 20k steps; lr 1e-3 held 25/25 where 5e-4 did not
-    "grid25": Preset(lambda r: _mixture_nets(r, 256), dict(
-        data="grid25", z_dim=16, steps=20000, batch_size=256, lr_g=1e-3, lr_d=1e-3, objective="hinge",
-        betas_g=[0.5, 0.9], betas_d=[0.5, 0.9], ema=0.9995, eval_every=2000, eval_samples=2500,
-        sample_every=4000, checkpoint_every=4000), "25 Gaussians on a 5x5 grid (std 0.05), MLP G and D"),
+    # grid25's: ring8's recipe (betas (0.5, 0.9), EMA 0.9995, lr 1e-3 decaying to a quarter) with 128 wide
+    # nets over 40k steps; the 256 wide nets of session 5 took 20k steps to find the modes and reached
+    # ~88 % high quality (benchmarks/quality.md)
+    "grid25": Preset(_mixture_nets, dict(
+        data="grid25", z_dim=16, width=128, steps=40000, batch_size=256, lr_g=1e-3, lr_d=1e-3, objective="hinge",
+        lr_schedule="exponential", lr_gamma=0.99996534,
+        betas_g=[0.5, 0.9], betas_d=[0.5, 0.9], ema=0.9995, eval_every=4000, eval_samples=2500,
+        sample_every=8000, checkpoint_every=4000), "25 Gaussians on a 5x5 grid (std 0.05), MLP G and D"),
     # mlp-mnist's: hinge loss, dropout 0.3 in D and an EMA of G (0.999) halve the FID of the plain
     # non-saturating recipe (3 seeds: 80.6 against 167.5, classifier features; benchmarks/quality.md)
     "mlp-mnist": Preset(_mlp_mnist, dict(data="mnist", z_dim=100, steps=10000, batch_size=128, objective="hinge",
@@ -144,8 +149,15 @@ def recipe_for(name, **overrides):
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     check_keys(overrides)
-    recipe = {**DEFAULT_RECIPE, **PRESETS[name].recipe, **overrides}
-    return check_recipe(recipe)
+    recipe = check_recipe({**DEFAULT_RECIPE, **PRESETS[name].recipe, **overrides})
+    sized = PRESETS[name].recipe.get("width", 0) > 0
+    if sized and recipe["width"] < 1:
+        raise ValueError(f"width must be an int >= 1 for preset {name!r} (the hidden width of its MLPs), "
+                         f"got {recipe['width']!r}")
+    if not sized and recipe["width"]:
+        raise ValueError(f"width sets the hidden width of the ring8 and grid25 MLPs; preset {name!r} has a "
+                         f"fixed architecture (expected width 0, got {recipe['width']!r})")
+    return recipe
 
 
 def check_keys(overrides):
@@ -157,7 +169,7 @@ def check_keys(overrides):
 
 def check_recipe(recipe):
     """Validate the values of a full recipe (clear errors naming the key); -> the recipe."""
-    for key, low in (("batch_size", 1), ("steps", 1), ("n_critic", 1), ("pack", 1), ("z_dim", 1),
+    for key, low in (("batch_size", 1), ("steps", 1), ("n_critic", 1), ("pack", 1), ("z_dim", 1), ("width", 0),
                      ("sample_every", 0), ("checkpoint_every", 0)):     # (0: never)
         v = recipe[key]
         if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= low):
@@ -182,6 +194,8 @@ def check_recipe(recipe):
 
 
 PENALTIES = ("none", "r1", "r2", "wgan_gp")
+# the width of the presets' MLPs before `width` was a recipe key: what their runs saved without it were built with
+LEGACY_WIDTH = {"ring8": 128, "grid25": 256}
 
 
 def spectral_normed(layers):

@@ -26,7 +26,7 @@ from ..data import MIXTURES, load_mnist, stacked_mnist
 from ..viz import grid_figure, samples_figure
 from ..ops.activations import sigmoid
 from .losses import gan_objective
-from .models import build_nets, recipe_for
+from .models import LEGACY_WIDTH, build_nets, recipe_for
 from .penalties import r1_penalty, wgan_gp_penalty
 
 CHECKPOINT, LOG, SAMPLES, CONFIG = "checkpoint.npz", "log.jsonl", "samples.png", "config.json"
@@ -70,7 +70,7 @@ def _custom_recipe(G, D, z_dim, overrides):
     if not (isinstance(z_dim, (int, np.integer)) and z_dim >= 1):
         raise ValueError(f"Trainer: z_dim must be a positive int (the size of G's noise input), got {z_dim!r}")
     check_keys(overrides)
-    for key in ("data", "conditional", "init", "spectral_norm", "d_dropout"):
+    for key in ("data", "conditional", "init", "spectral_norm", "d_dropout", "width"):
         if key in overrides and overrides[key] != DEFAULT_RECIPE[key]:
             raise ValueError(f"Trainer: recipe key {key!r} builds a preset's nets or data; with your own G, D "
                              f"and data, put it in them instead")
@@ -550,6 +550,8 @@ class Trainer:
         if preset is not None and preset != cfg["preset"]:
             raise CheckpointError(f"{run_dir / CHECKPOINT} is a {cfg['preset']!r} run, not {preset!r}")
         recipe = dict(cfg["recipe"])
+        if "width" not in recipe:                   # (saved before width was a recipe key)
+            recipe["width"] = LEGACY_WIDTH.get(cfg["preset"], 0)
         if cfg["preset"] == CUSTOM:
             if G is None or D is None or data is None:
                 raise CheckpointError(f"{run_dir} trained your own nets: resume it with Trainer.resume(..., G=, D=, "
