@@ -312,7 +312,7 @@ def test_the_sampler_is_chosen_by_measurement_and_kept_with_the_checkpoint(tmp_p
     t.ema.update({k: v.copy() for k, v in ema_net.parameters().items()})     # (sampling_net refills from t.ema)
     with open(tmp_path / "log.jsonl", "a") as log:
         t.choose_sampler(log=log)
-    assert t.sampler == good
+    assert t.sampler == good and t.measured["n"] == trainer_mod.SELECT_SAMPLES    # (not the protocol's 2,500)
     assert np.allclose(t.sample(5), t.mixture.centers[3])         # the default sampler is the chosen one
     assert not np.allclose(t.sample(5, ema=good != "ema"), t.mixture.centers[3])
     m = evaluate(t)
