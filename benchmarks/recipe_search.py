@@ -5,9 +5,9 @@ of G and the raw G side by side every ``--every`` steps (2,500 samples, PacGAN p
 
 Prints one JSON line per seed: the overrides, the wall time, and the trajectory
 [step, [modes, HQ %, reverse KL] of the EMA, the same of the raw G].  The search in
-benchmarks/quality.md ran rows like this, two seeds at a time with OPENBLAS_NUM_THREADS=1.  (Its
-architecture rows -- widths, depth, BatchNorm or tanh in G, a discrete code in z -- patched
-``minigan.gan.models._mixture_nets`` by hand; they are not recipe keys.)
+benchmarks/quality.md ran rows like this, two seeds at a time with OPENBLAS_NUM_THREADS=1.  (The mixture
+presets' width is a recipe key, ``{"width": 96}``; its other architecture rows -- depth, BatchNorm or tanh in
+G, a discrete code in z -- patched ``minigan.gan.models._mixture_nets`` by hand; they are not recipe keys.)
 """
 import argparse
 import json
