@@ -121,6 +121,20 @@ def mean_std(values):
     return v.mean(), (v.std(ddof=1) if len(v) > 1 else float("nan"))
 
 
+def pm(stats, digits, scale=1.0):
+    """Format a (mean, std) pair of mean_std as "mean +- std" with `digits` decimals; a single seed has no
+    spread, so just its value (the summary names the count: n_seeds)."""
+    mean, std = stats
+    if np.isnan(std):
+        return f"{scale * mean:.{digits}f}"
+    return f"{scale * mean:.{digits}f} +- {scale * std:.{digits}f}"
+
+
+def n_seeds(rows, how="{n} seeds (mean +- std)"):
+    """How many seeds a summary is over: ``how`` formatted with n, or "1 seed" (no spread to give)."""
+    return "1 seed" if len(rows) == 1 else how.format(n=len(rows))
+
+
 def recipe_line(rows):
     recipes = {json.dumps(r["recipe"], sort_keys=True) for r in rows}
     recipe = {k: v for k, v in sorted(rows[0]["recipe"].items()) if k not in ("sample_every", "checkpoint_every")}
@@ -147,13 +161,13 @@ def table(preset, rows):
     modes, hq, kl, wall = (mean_std([r[k] for r in rows]) for k in ("modes", "hq_fraction", "reverse_kl", "wall"))
     worst = min(rows, key=lambda r: (r["modes"], r["hq_fraction"] - r["reverse_kl"]))
     summary_lines = ["| method | modes | high quality % | reverse KL |", "|---|---|---|---|",
-                     f"| minigan `{preset}` ({len(rows)} seeds, mean +- std) | {modes[0]:.2f} +- {modes[1]:.2f} | "
-                     f"{100 * hq[0]:.1f} +- {100 * hq[1]:.1f} | {kl[0]:.3f} +- {kl[1]:.3f} |"]
+                     f"| minigan `{preset}` ({n_seeds(rows, '{n} seeds, mean +- std')}) | {pm(modes, 2)} | "
+                     f"{pm(hq, 1, 100)} | {pm(kl, 3)} |"]
     summary_lines += [f"| {name} (PacGAN Table 1) | {a} | {b} | {c} |" for name, a, b, c in PACGAN[preset]]
     summary_lines += ["", f"Seeds meeting the goal ({g_modes}/{g_modes} modes, HQ >= {100 * g_hq:.0f} %, reverse KL "
                           f"<= {g_kl}): **{sum(ok)}/{len(rows)}**. Worst seed: {worst['seed']} ({worst['modes']}/{g_modes} "
                           f"modes, {100 * worst['hq_fraction']:.1f} %, KL {worst['reverse_kl']:.3f}). "
-                          f"Wall time per run: {wall[0]:.0f} +- {wall[1]:.0f} s."]
+                          f"Wall time per run: {pm(wall, 0)} s."]
     return section(preset, rows, summary_lines, ["modes", "HQ %", "reverse KL", "sampler", "s/step", "wall s"],
                    lambda r: [str(r["modes"]), f"{100 * r['hq_fraction']:.1f}", f"{r['reverse_kl']:.3f}", r["sampler"],
                               f"{r['step_s']:.4f}", f"{r['wall']:.0f}"])
@@ -167,9 +181,9 @@ def image_table(preset, rows):
     ok = [r["ratio"] <= g_ratio and r["digit_kl"] <= g_kl for r in rows]
     fid_, ratio, kl, step, wall = (mean_std([r[k] for r in rows]) for k in ("fid", "ratio", "digit_kl", "step_s", "wall"))
     worst = max(rows, key=lambda r: r["ratio"])
-    summary_line = (f"{len(rows)} seeds (mean +- std): FID {fid_[0]:.2f} +- {fid_[1]:.2f}, **{ratio[0]:.1f} +- "
-                    f"{ratio[1]:.1f} x the real-vs-real floor**, digit KL {kl[0]:.4f} +- {kl[1]:.4f}; {step[0]:.3f} s/step, "
-                    f"{wall[0]:.0f} +- {wall[1]:.0f} s wall per run. Seeds meeting the goal (FID <= {g_ratio:g}x the floor, "
+    summary_line = (f"{n_seeds(rows)}: FID {pm(fid_, 2)}, **{pm(ratio, 1)} "
+                    f"x the real-vs-real floor**, digit KL {pm(kl, 4)}; {step[0]:.3f} s/step, "
+                    f"{pm(wall, 0)} s wall per run. Seeds meeting the goal (FID <= {g_ratio:g}x the floor, "
                     f"digit KL <= {g_kl}): **{sum(ok)}/{len(rows)}**. Worst seed: {worst['seed']} ({worst['ratio']:.1f}x).")
     return section(preset, rows, [summary_line], ["FID", "floor", "FID / floor", "digit KL", "inception score",
                                                   "precision", "recall", "sampler", "s/step", "wall s"],
@@ -183,8 +197,8 @@ def stacked_table(preset, rows):
     g_modes, g_kl = STACKED_GOALS[preset]
     ok = [r["modes"] >= g_modes and r["kl"] <= g_kl for r in rows]
     modes, kl, step, wall = (mean_std([r[k] for r in rows]) for k in ("modes", "kl", "step_s", "wall"))
-    summary_line = (f"{len(rows)} seeds (mean +- std): {modes[0]:.1f} +- {modes[1]:.1f} modes of 1,000, KL {kl[0]:.3f} +- "
-                    f"{kl[1]:.3f} (PacDCGAN2, PacGAN's stacked-MNIST table: KL 0.06); {step[0]:.3f} s/step. Seeds meeting "
+    summary_line = (f"{n_seeds(rows)}: {pm(modes, 1)} modes of 1,000, KL {pm(kl, 3)} "
+                    f"(PacDCGAN2, PacGAN's stacked-MNIST table: KL 0.06); {step[0]:.3f} s/step. Seeds meeting "
                     f"the goal ({g_modes} modes, KL <= {g_kl}): **{sum(ok)}/{len(rows)}**.")
     return section(preset, rows, [summary_line], ["modes", "KL", "floor modes", "floor KL", "sampler", "s/step", "wall s"],
                    lambda r: [str(r["modes"]), f"{r['kl']:.3f}", str(r["floor"]["modes"]), f"{r['floor']['kl']:.3f}",

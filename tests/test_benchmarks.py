@@ -58,3 +58,17 @@ def test_quality_image_table_counts_the_goal_on_the_ratio_to_the_floor_and_step_
     log.write_text('{"step": 1, "loss_d": 1, "time": 0.5}\n{"step": 2, "warning": "x"}\n'
                    '{"step": 2, "loss_d": 1, "time": 1.5}\n{"step": 3, "loss_d": 1, "ti')
     assert q.step_seconds(tmp_path) == 1.0
+
+
+def test_quality_tables_of_one_seed_say_so_instead_of_a_nan_spread():
+    q = _quality()
+    ring = [dict(seed=3, modes=8, hq_fraction=0.975, reverse_kl=0.002, sampler="ema", step_s=0.005, wall=90.0,
+                 recipe={"steps": 5})]
+    image = [dict(seed=0, fid=64.7, floor={"fid": 4.72}, digit_kl=0.021, inception_score=9.0, precision=0.5,
+                  recall=0.9, sampler="ema", step_s=0.9, wall=5548.0, recipe={"steps": 5})]
+    for text in ("\n".join(q.table("ring8", ring)), "\n".join(q.table("dcgan-mnist", image))):
+        assert "nan" not in text and "1 seed" in text
+    assert "| minigan `ring8` (1 seed) | 8.00 | 97.5 | 0.002 |" in "\n".join(q.table("ring8", ring))
+    assert "1 seed: FID 64.70, **13.7 x the real-vs-real floor**, digit KL 0.0210;" in "\n".join(q.table("dcgan-mnist", image))
+    two = ring + [dict(ring[0], seed=4, hq_fraction=0.965)]
+    assert "(2 seeds, mean +- std) | 8.00 +- 0.00 | 97.0 +- 0.7 |" in "\n".join(q.table("ring8", two))
