@@ -60,9 +60,10 @@ def r1_penalty(D, x, gamma, train=True, rng=None, tape=None):
     return value, _second_order_grads(D, tape, ones, g * g.dtype.type(gamma / n))
 
 
-def wgan_gp_penalty(D, real, fake, lam, alpha=None, rng=None, train=True):
+def wgan_gp_penalty(D, real, fake, lam, alpha=None, rng=None, train=True, dropout_rng=None):
     """-> (value, grads): with x_hat = real + alpha (fake - real), alpha (N,) per sample (drawn from
-    U[0, 1] with ``rng``, a numpy Generator, when not given) and g = grad_x sum D(x_hat):
+    U[0, 1] with ``rng``, a numpy Generator, when not given; ``dropout_rng`` draws D's dropout masks
+    in its forward on x_hat, D's own generator when None) and g = grad_x sum D(x_hat):
         value = lam mean_i (||g_i|| - 1)^2
         grads = R_v{grad_theta sum D},  v_i = (2 lam / N) (||g_i|| - 1) / ||g_i|| g_i   (0 where g_i = 0,
                 as torch's norm backward)
@@ -79,7 +80,7 @@ def wgan_gp_penalty(D, real, fake, lam, alpha=None, rng=None, train=True):
     if alpha.shape != (n,):
         raise ValueError(f"wgan_gp_penalty: alpha must have shape ({n},), one per sample, got {tuple(alpha.shape)}")
     x_hat = real + alpha.reshape((n,) + (1,) * (real.ndim - 1)) * (fake - real)
-    ones, tape, g = _input_gradient(D, x_hat, train, None)
+    ones, tape, g = _input_gradient(D, x_hat, train, dropout_rng)
     norms = xp.sqrt(_sum_squares(g))                                            # (N,)
     value = ((norms - 1) ** 2).sum() * (lam / n)
     safe = xp.where(norms > 0, norms, 1)

@@ -286,10 +286,11 @@ class Trainer:
         if r["penalty"] == "wgan_gp":
             k = 1 if self.comm is None else self.comm.size     # alpha drawn for the global batch, sliced
             alpha = self._mine(self.rng.random(len(d_real) * k))
-            return wgan_gp_penalty(self.D, d_real, d_fake, weight, alpha=alpha)
+            return wgan_gp_penalty(self.D, d_real, d_fake, weight, alpha=alpha, dropout_rng=self._rng_of(self.D))
         if r["penalty"] == "r1":
             return r1_penalty(self.D, d_real, weight, tape=tape_real)
-        return r1_penalty(self.D, d_fake, weight)
+        # (a forward of its own: with K ranks its dropout masks are the global batch's, sliced, as the D step's)
+        return r1_penalty(self.D, d_fake, weight, rng=self._rng_of(self.D))
 
     def _mine(self, a):
         """This rank's slice (axis 0) of a global-batch array; the array itself in one process."""
