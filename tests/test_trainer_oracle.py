@@ -45,10 +45,10 @@ class Recorder:
             self.draws.append(("z", np.array(out)))
             return out
 
-        def recording_gp(D, real, fake, lam, alpha=None, rng=None, train=True):
+        def recording_gp(D, real, fake, lam, alpha=None, rng=None, train=True, dropout_rng=None):
             alpha = rng.random(len(real)) if alpha is None else alpha      # (the trainer draws and passes it)
             self.draws.append(("alpha", np.array(alpha)))
-            return real_gp(D, real, fake, lam, alpha=alpha, rng=rng, train=train)
+            return real_gp(D, real, fake, lam, alpha=alpha, rng=rng, train=train, dropout_rng=dropout_rng)
         real_gp = trainer_mod.wgan_gp_penalty
         trainer._real_batch, trainer._z = recording_real, recording_z
         monkeypatch.setattr(trainer_mod, "wgan_gp_penalty", recording_gp)
