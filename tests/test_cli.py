@@ -53,6 +53,7 @@ def test_help():
 def test_train_with_no_arguments_trains_ring8(tmp_path, monkeypatch, capsys):
     """`minigan train` alone asks for the ring8 preset's own steps in runs/ring8; the run itself is
     cut to 40 steps here (the whole job runs in test_quality_smoke.py)."""
+    from minigan.gan.models import PRESETS
     from minigan.gan.trainer import Trainer
     asked, run = [], Trainer.run
 
@@ -63,7 +64,7 @@ def test_train_with_no_arguments_trains_ring8(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(Trainer, "run", short_run)
     monkeypatch.chdir(tmp_path)
     assert cli.main(["train"]) == 0
-    assert asked == [("ring8", 16000, True)]
+    assert asked == [("ring8", PRESETS["ring8"].recipe["steps"], True)]
     out = tmp_path / "runs" / "ring8"
     for name in ("checkpoint.npz", "log.jsonl", "samples.png"):
         assert (out / name).exists(), name

@@ -1,6 +1,6 @@
 """The default job, end to end: `minigan train`'s ring8 recipe on one seed, as a user runs it (the
 whole recipe, not a shortened one), then `minigan eval`.  The recipe's 10-seed table is in
-benchmarks/quality.md (seed 5 is one of them); this is the one seed CI can afford (about 80 s on 2
+benchmarks/quality.md (seed 5 is one of them); this is the one seed CI can afford (80-100 s on 2
 cores)."""
 import json
 
