@@ -38,7 +38,8 @@ DEFAULT_RECIPE = {
     "penalty_weight": 10.0,       # gamma of R1/R2, lambda of WGAN-GP
     "penalty_every": 1,           # lazy regularisation (StyleGAN2): the penalty on every k-th D step, weight x k
     "spectral_norm": False,       # wrap D's Linear / Conv2d / ConvTranspose2d layers in SpectralNorm
-    "ema": 0.0,                   # decay of the EMA of G's weights used for sampling (0: off)
+    "ema": 0.0,                   # decay of the EMA of G's weights used for sampling (0: off); step t uses
+                                  # min(ema, (1 + t) / (10 + t)), so ema binds only from t ~ 9 / (1 - ema)
     "init": "torch",              # torch | dcgan
     "conditional": False,         # G and D see the one-hot label (cgan)
     "sample_every": 500, "checkpoint_every": 500,
