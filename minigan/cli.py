@@ -205,12 +205,16 @@ def _measured_line(preset, m):
     def say(x):
         return f"{x['modes']}/{m['n_modes']} modes, {100 * x['hq_fraction']:.1f} % high quality, " \
                f"reverse KL {x['reverse_kl']:.3f}"
+    untruncated = ""
+    if "untruncated" in m:
+        untruncated = (f"; Jacobian truncation {m['truncate']:g}, without it "
+                       f"{100 * m['untruncated']['hq_fraction']:.1f} % high quality")
     if "ema_g" not in m:
-        return f"{preset}, step {m['step']}: {say(m)}"
+        return f"{preset}, step {m['step']}: {say(m)}{f' ({untruncated[2:]})' if untruncated else ''}"
     names = {"ema": "EMA of G", "raw": "raw G"}
     other = "raw" if m["sampler"] == "ema" else "ema"
     return (f"{preset}, step {m['step']}: {say(m)} ({names[m['sampler']]}, chosen by measurement over the "
-            f"{names[other]}: {say(m[other + '_g'])})")
+            f"{names[other]}: {say(m[other + '_g'])}{untruncated})")
 
 
 def _presets(args):
@@ -234,8 +238,10 @@ def _sample(args):
         raise UsageError(f"--label must be a digit 0..9, got {args.label}")
     if args.n < 1:
         raise UsageError(f"--n must be positive, got {args.n}")
+    if args.truncate is not None and not 0 <= args.truncate < 1:
+        raise UsageError(f"--truncate must be a fraction in [0, 1) (0: off), got {args.truncate}")
     out = args.out or os.path.join(args.run_dir, "grid.png")
-    t.write_samples(out, n=args.n, labels=args.label, seed=args.seed)
+    t.write_samples(out, n=args.n, labels=args.label, seed=args.seed, truncate=args.truncate)
     print(out)
     return 0
 
@@ -343,6 +349,9 @@ def build_parser():
     p.add_argument("--label", type=int, help="digit to draw (conditional presets only)")
     p.add_argument("--out", help="output PNG (default DIR/grid.png)")
     p.add_argument("--seed", type=int, help="noise seed (default: the fixed seed of the training pictures)")
+    p.add_argument("--truncate", type=float, metavar="Q",
+                   help="Jacobian truncation: redraw the fraction Q of the noise where G is steepest (0: off; "
+                        "default: the run's recipe)")
     p.add_argument("--backend", choices=["numpy", "cupy"])
     p.add_argument("--data-dir", help="MNIST folder, if the run's is gone")
 

@@ -78,3 +78,20 @@ def test_set_backend_cupy_makes_cupy_nets():
             net.forward(np.zeros((2, 3), np.float32))
     finally:
         minigan.set_backend("numpy")
+
+
+@pytest.mark.parametrize("out", [2, 7])          # 2 outputs of 4 inputs: backward passes; 7: tangent passes
+def test_jacobian_truncation_on_cupy_matches_numpy(out):
+    from minigan.gan.truncation import jacobian_norms, truncated_sample
+    layers = [minigan.Linear(4, 8), minigan.nn.Tanh(), minigan.Linear(8, out)]
+    net, gnet = _pair_of_nets(layers, np.float64, 3)
+    z = np.random.default_rng(0).standard_normal((50, 4))
+    y, norms = jacobian_norms(net, z)
+    gy, gnorms = jacobian_norms(gnet, minigan.to_backend(z, "cupy"))
+    assert isinstance(gnorms, np.ndarray) and minigan.backend.is_cupy_array(gy)
+    assert minigan.gradcheck.rel_error(gnorms, norms) <= 1e-12
+    tau = float(np.median(norms))
+    draws = [np.random.default_rng(1), np.random.default_rng(1)]
+    host = truncated_sample(net, lambda idx: draws[0].standard_normal((len(idx), 4)), 40, tau)
+    dev = truncated_sample(gnet, lambda idx: minigan.to_backend(draws[1].standard_normal((len(idx), 4)), "cupy"), 40, tau)
+    assert minigan.gradcheck.rel_error(minigan.asnumpy(dev), host) <= 1e-12

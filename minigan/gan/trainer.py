@@ -28,6 +28,7 @@ from ..ops.activations import sigmoid
 from .losses import gan_objective
 from .models import LEGACY_WIDTH, build_nets, recipe_for
 from .penalties import r1_penalty, wgan_gp_penalty
+from .truncation import check_truncate, jacobian_norms, truncated_sample, truncation_threshold
 
 CHECKPOINT, LOG, SAMPLES, CONFIG = "checkpoint.npz", "log.jsonl", "samples.png", "config.json"
 
@@ -49,6 +50,8 @@ def _set_rng_state(rng, state):
 
 
 CUSTOM = "custom"
+# Jacobian truncation's threshold is a quantile of ||dG/dz||_F over this fixed noise (in chunks, for memory)
+CALIBRATION_SEED, CALIBRATION_SAMPLES, CALIBRATION_CHUNK = 2**31 - 2, 10000, 2500
 SELECT_SEED = 2**31 - 1       # the noise choose_sampler measures with (evaluate's default is seed 0)
 # the samples choose_sampler draws from each sampler of a 2-D mixture: 8x the protocol's 2,500, so that two
 # samplers ~0.5 points of high quality apart are told apart (the estimate's std: 0.4 points at 2,500, 0.14 here)
@@ -442,24 +445,51 @@ class Trainer:
         self._ema_net.load_state_dict({**self.G.state_dict(), **self.ema})
         return self._ema_net
 
-    def sample(self, n, labels=None, seed=None, ema=None):
+    def sample(self, n, labels=None, seed=None, ema=None, truncate=None):
         """n samples (host numpy) in eval mode from the run's sampler (``self.sampler``: its EMA of G
         or the raw G, chosen by measurement); ``ema=True`` / ``False`` asks for the EMA / the raw G
         whatever the choice.  Noise from ``seed`` (a fixed seed by default, so that successive
-        pictures show the same z)."""
+        pictures show the same z).  ``truncate``: the fraction q of the noise that Jacobian truncation
+        rejects (gan.truncation: a z where ||dG/dz||_F exceeds the (1 - q) quantile of it over fixed
+        calibration noise is redrawn; the others are the untruncated sampler's own); None: the
+        recipe's ``truncate``, 0: off."""
+        q = self.recipe["truncate"] if truncate is None else check_truncate(truncate)
         rng = np.random.default_rng(12345 if seed is None else seed)
-        z = to_backend(rng.standard_normal((n, self.recipe["z_dim"])).astype(self.dtype), self.backend)
         if self.recipe["conditional"]:
             labels = np.arange(n) % 10 if labels is None else np.broadcast_to(np.asarray(labels), (n,))
-            z = self._g_input(z, labels)
         elif labels is not None:
             raise ValueError(f"preset {self.preset!r} is not conditional: it cannot sample a given label")
         if ema is None:
             ema = self.sampler == "ema"
         if ema and self.ema is None:
             raise ValueError("this run keeps no EMA of G (recipe ema=0): sample from the raw G (ema=False)")
-        out = (self.sampling_net() if ema else self.G)(z)
+        net = self.sampling_net() if ema else self.G
+
+        def draw(idx):                  # the inputs of positions idx (their labels fixed), fresh noise
+            z = to_backend(rng.standard_normal((len(idx), self.recipe["z_dim"])).astype(self.dtype), self.backend)
+            return self._g_input(z, labels[idx]) if self.recipe["conditional"] else z
+        if q:
+            out = truncated_sample(net, draw, n, self.truncation_threshold(q, ema), n_inputs=self.recipe["z_dim"])
+        else:
+            out = net(draw(np.arange(n)))
         return np.asarray(to_backend(out, "numpy"), dtype=np.float64)
+
+    def truncation_threshold(self, q=None, ema=None):
+        """tau of Jacobian truncation for the EMA (``ema=True``) or the raw G (default: the run's
+        sampler): the (1 - q) quantile of ||dG/dz||_F over CALIBRATION_SAMPLES of fixed noise (the
+        recipe's ``truncate`` by default)."""
+        q = self.recipe["truncate"] if q is None else check_truncate(q)
+        ema = self.sampler == "ema" if ema is None else ema
+        net = self.sampling_net() if ema else self.G
+        rng = np.random.default_rng(CALIBRATION_SEED)
+        z = rng.standard_normal((CALIBRATION_SAMPLES, self.recipe["z_dim"])).astype(self.dtype)
+        norms = []
+        for lo in range(0, CALIBRATION_SAMPLES, CALIBRATION_CHUNK):
+            x = to_backend(z[lo:lo + CALIBRATION_CHUNK], self.backend)
+            if self.recipe["conditional"]:
+                x = self._g_input(x, np.arange(lo, lo + len(x)) % 10)
+            norms.append(jacobian_norms(net, x, n_inputs=self.recipe["z_dim"])[1])
+        return truncation_threshold(np.concatenate(norms), q)
 
     def real_samples(self, n, seed=0):
         """n real samples (host numpy) drawn with their own generator: the run's rng does not move."""
@@ -470,15 +500,17 @@ class Trainer:
         finally:
             self.rng = run_rng
 
-    def write_samples(self, path, n=None, labels=None, seed=None):
+    def write_samples(self, path, n=None, labels=None, seed=None, truncate=None):
         """A picture of samples: points over the true modes for 2-D data, a grid for images
-        (N, 1 or 3, H, W); other custom data gets no picture (returns None)."""
+        (N, 1 or 3, H, W); other custom data gets no picture (returns None).  ``truncate``: as sample's."""
         sampler = {"ema": "EMA of G", "raw": "raw G" if self.ema is not None else "G"}[self.sampler]
+        q = self.recipe["truncate"] if truncate is None else check_truncate(truncate)
+        sampler += f" (Jacobian truncation {q:g})" if q else ""
         if self.mixture is not None:
-            x = self.sample(n or 2500, seed=seed)
+            x = self.sample(n or 2500, seed=seed, truncate=q)
             return samples_figure(path, x, self.mixture.centers, f"{self.preset}, step {self.step}: {len(x)} samples "
                                                                  f"of the {sampler} vs the true modes")
-        x = self.sample(n or (2500 if self.preset == CUSTOM else 64), labels, seed=seed)
+        x = self.sample(n or (2500 if self.preset == CUSTOM else 64), labels, seed=seed, truncate=q)
         if x.ndim == 2 and x.shape[1] == 2:
             return samples_figure(path, x, None, f"{self.preset}, step {self.step}: {len(x)} samples of the {sampler}",
                                   real=self.real_samples(len(x), seed=0 if seed is None else seed))
@@ -559,6 +591,8 @@ class Trainer:
         recipe = dict(cfg["recipe"])
         if "width" not in recipe:                   # (saved before width was a recipe key)
             recipe["width"] = LEGACY_WIDTH.get(cfg["preset"], 0)
+        if "truncate" not in recipe:                # (saved before truncate was a recipe key: sampled untruncated)
+            recipe["truncate"] = 0.0
         if cfg["preset"] == CUSTOM:
             if G is None or D is None or data is None:
                 raise CheckpointError(f"{run_dir} trained your own nets: resume it with Trainer.resume(..., G=, D=, "

@@ -19,12 +19,16 @@ def _custom_metrics(trainer, features, n, seed, rng):
         raise ValueError("evaluate: a GAN of your own nets needs features=callable(x) -> (N, F) array to be scored")
     seeds = rng.integers(2**63, size=2)
     real_a, real_b = (trainer.real_samples(n, seed=int(s)) for s in seeds)
-    fa, fb, ff = (np.asarray(features(x), dtype=np.float64) for x in (real_a, real_b, trainer.sample(n, seed=seed)))
+    fa, fb = (np.asarray(features(x), dtype=np.float64) for x in (real_a, real_b))
 
     def scores(real, fake):
         precision, recall = precision_recall(real, fake, k=3)
         return {"fid": fid(real, fake), "precision": precision, "recall": recall}
-    return {"preset": "custom", "step": trainer.step, "n": n, **scores(fa, ff), "floor": scores(fa, fb)}
+
+    def generated(truncate=None):
+        return scores(fa, np.asarray(features(trainer.sample(n, seed=seed, truncate=truncate)), dtype=np.float64))
+    out = {"preset": "custom", "step": trainer.step, "n": n, **generated(), "floor": scores(fa, fb)}
+    return _untruncated(trainer, out, lambda sampler: generated(0))
 
 
 def _feature_metrics(real, fake):
@@ -50,10 +54,21 @@ def _headline(trainer, scores, common):
     return out
 
 
+def _untruncated(trainer, out, score):
+    """A run that samples with Jacobian truncation (recipe ``truncate`` > 0) also gets its sampler's
+    metrics without it, on the same noise (``"untruncated"``): what the truncation adds stays visible."""
+    if trainer.recipe.get("truncate", 0):
+        out["truncate"] = trainer.recipe["truncate"]
+        out["untruncated"] = score(trainer.sampler)
+    return out
+
+
 def evaluate(trainer, n=None, seed=0, classifier=None, features=None):
     """-> a flat dict of metrics for the run held by ``trainer``, of the sampler it uses
     (``"sampler"``: "ema" or "raw", Trainer.sampler); a run with an EMA also gets both samplers'
-    metrics side by side (``"ema_g"``, ``"raw_g"``), on the same noise.
+    metrics side by side (``"ema_g"``, ``"raw_g"``), on the same noise.  A run whose recipe samples
+    with Jacobian truncation (``truncate`` > 0) is scored truncated, and its sampler untruncated is
+    given beside (``"untruncated"``, with ``"truncate"``: the fraction rejected).
     A GAN of your own nets is scored on your ``features(x) -> (N, F)`` (a host numpy array): the
     Fréchet distance and precision/recall (k = 3) of n generated against n real samples, each beside
     its real-vs-real floor."""
@@ -63,33 +78,37 @@ def evaluate(trainer, n=None, seed=0, classifier=None, features=None):
     if trainer.mixture is not None:
         n = n or MIXTURE_SAMPLES
 
-        def coverage(sampler):
-            m = mode_coverage(trainer.sample(n, seed=seed, ema=sampler == "ema"), trainer.mixture.centers,
-                              trainer.mixture.std)
+        def coverage(sampler, truncate=None):
+            m = mode_coverage(trainer.sample(n, seed=seed, ema=sampler == "ema", truncate=truncate),
+                              trainer.mixture.centers, trainer.mixture.std)
             return {"modes": m["modes"], "hq_fraction": m["hq_fraction"], "reverse_kl": m["reverse_kl"]}
-        return _headline(trainer, {s: coverage(s) for s in _samplers(trainer)},
-                         {"n": n, "n_modes": len(trainer.mixture.centers)})
+        out = _headline(trainer, {s: coverage(s) for s in _samplers(trainer)},
+                        {"n": n, "n_modes": len(trainer.mixture.centers)})
+        return _untruncated(trainer, out, lambda sampler: coverage(sampler, 0))
     clf = classifier or MnistClassifier()
     if trainer.recipe["data"] == "stacked-mnist":
         n = n or STACKED_SAMPLES
         real, real_modes = stacked_mnist(trainer.host_images, trainer.host_labels, n, rng)
 
-        def modes(sampler):
-            fake = trainer.sample(n, seed=seed, ema=sampler == "ema")                    # (n, 3, 28, 28)
+        def modes(sampler, truncate=None):
+            fake = trainer.sample(n, seed=seed, ema=sampler == "ema", truncate=truncate)     # (n, 3, 28, 28)
             digits = [clf.predict(fake[:, c:c + 1]) for c in range(3)]
             found = 100 * digits[0] + 10 * digits[1] + digits[2]
             return {"modes": int(len(np.unique(found))), "kl": kl_to_uniform(found, 1000)}
-        return _headline(trainer, {s: modes(s) for s in _samplers(trainer)}, {
+        out = _headline(trainer, {s: modes(s) for s in _samplers(trainer)}, {
             "n": n, "floor": {"modes": int(len(np.unique(real_modes))), "kl": kl_to_uniform(real_modes, 1000)}})
+        return _untruncated(trainer, out, lambda sampler: modes(sampler, 0))
     images = trainer.host_images
     n = min(n or 5000, len(images) // 2)
     order = rng.permutation(len(images))
     real_a = images[order[:n]].astype(np.float32)[:, None] / 127.5 - 1
     real_b = images[order[n:2 * n]].astype(np.float32)[:, None] / 127.5 - 1
     a, b = (clf.features_and_logits(x) for x in (real_a, real_b))            # one classifier pass per set
-    scores = {s: _feature_metrics(a, clf.features_and_logits(trainer.sample(n, seed=seed, ema=s == "ema")))
-              for s in _samplers(trainer)}
-    return _headline(trainer, scores, {"n": n, "floor": _feature_metrics(a, b)})
+    def features_of(sampler, truncate=None):
+        fake = trainer.sample(n, seed=seed, ema=sampler == "ema", truncate=truncate)
+        return _feature_metrics(a, clf.features_and_logits(fake))
+    out = _headline(trainer, {s: features_of(s) for s in _samplers(trainer)}, {"n": n, "floor": _feature_metrics(a, b)})
+    return _untruncated(trainer, out, lambda sampler: features_of(sampler, 0))
 
 
 def sampler_score(metrics, n_modes):
