@@ -1,5 +1,6 @@
 """Pictures with numpy alone: a PNG writer, image grids and 2-D scatter plots."""
 import struct
+import textwrap
 import zlib
 from pathlib import Path
 
@@ -158,8 +159,8 @@ def smooth(y, window):
 
 
 def samples_figure(path, points, centers=None, title="", real=None):
-    """Generated 2-D points (blue) over the true modes (red crosses) or real samples (grey), with
-    axes, title and legend."""
+    """Generated 2-D points (blue, drawn on top) over the true modes (red crosses) or real samples
+    (grey), with axes, title (wrapped to the figure) and legend."""
     plt = _pyplot()
     pts = np.asarray(points, dtype=np.float64)
     if plt is None:
@@ -169,17 +170,19 @@ def samples_figure(path, points, centers=None, title="", real=None):
     if real is not None:
         r = np.asarray(real, dtype=np.float64)
         ax.scatter(r[:, 0], r[:, 1], s=3, alpha=0.35, color="0.55", label=f"{len(r)} real samples")
-    ax.scatter(pts[:, 0], pts[:, 1], s=3, alpha=0.5, color="tab:blue", label=f"{len(pts)} generated samples")
+    ax.scatter(pts[:, 0], pts[:, 1], s=3, alpha=0.5, color="tab:blue", label=f"{len(pts)} generated samples",
+               zorder=3)             # above the crosses: samples tight on a mode stay visible
     if centers is not None:
         c = np.asarray(centers)
-        ax.scatter(c[:, 0], c[:, 1], s=80, marker="x", color="tab:red", linewidths=2, label="true modes")
+        ax.scatter(c[:, 0], c[:, 1], s=80, marker="x", color="tab:red", linewidths=1.5, alpha=0.6, label="true modes",
+                   zorder=2)
         extent = float(np.abs(c).max()) * 1.4 + 1e-9
         ax.set_xlim(-extent, extent)
         ax.set_ylim(-extent, extent)
     ax.set_aspect("equal")
     ax.set_xlabel("x1")
     ax.set_ylabel("x2")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(textwrap.fill(title, 75), fontsize=9)
     ax.legend(loc="upper right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -66,10 +66,10 @@ def truncation_threshold(norms, q):
     return float("inf") if q == 0 else float(np.quantile(np.asarray(norms, dtype=np.float64), 1 - q))
 
 
-def check_truncate(q, what="truncate"):
-    """q must be a fraction in [0, 1): the share of the noise rejected."""
+def check_truncate(q):
+    """q must be a fraction in [0, 1): the share of the noise rejected; -> float(q)."""
     if isinstance(q, bool) or not isinstance(q, (int, float, np.number)) or not 0 <= q < 1:
-        raise ValueError(f"{what} must be a fraction in [0, 1) (the share of the noise rejected; 0: off), got {q!r}")
+        raise ValueError(f"truncate must be a fraction in [0, 1) (the share of the noise rejected; 0: off), got {q!r}")
     return float(q)
 
 
