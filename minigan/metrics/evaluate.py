@@ -104,6 +104,7 @@ def evaluate(trainer, n=None, seed=0, classifier=None, features=None):
     real_a = images[order[:n]].astype(np.float32)[:, None] / 127.5 - 1
     real_b = images[order[n:2 * n]].astype(np.float32)[:, None] / 127.5 - 1
     a, b = (clf.features_and_logits(x) for x in (real_a, real_b))            # one classifier pass per set
+
     def features_of(sampler, truncate=None):
         fake = trainer.sample(n, seed=seed, ema=sampler == "ema", truncate=truncate)
         return _feature_metrics(a, clf.features_and_logits(fake))
