@@ -46,6 +46,18 @@ def cpu_kernels(request, monkeypatch):
     _numba.set_enabled(previous)
 
 
+def drop_recipe_key(run_dir, key):
+    """Rewrite the run's checkpoint as a version before recipe key ``key`` existed saved it."""
+    import json
+    from minigan import checkpoint
+    path = Path(run_dir) / "checkpoint.npz"
+    tree = checkpoint.load(path)
+    cfg = json.loads(str(tree["config"]))
+    del cfg["recipe"][key]
+    tree["config"] = json.dumps(cfg)
+    checkpoint.save(path, tree)
+
+
 def shared_data(*parts):
     """A path under ../shared/data; in CI a missing file fails the test instead of skipping it."""
     path = SHARED.joinpath("data", *parts)

@@ -10,7 +10,7 @@ from minigan.gan import trainer as trainer_mod
 from minigan.gan.models import PRESETS
 from minigan.gan.trainer import CheckpointError, Trainer, TrainingDiverged
 
-from conftest import shared_data
+from conftest import drop_recipe_key, shared_data
 
 # every piece of state in play: dropout masks, EMA, a schedule, n_critic, clipping, L1/L2
 BUSY = dict(steps=12, batch_size=32, d_dropout=0.2, ema=0.9, lr_schedule="cosine", n_critic=2,
@@ -382,11 +382,7 @@ def test_a_mixture_run_saved_before_width_was_a_recipe_key_resumes_at_its_old_wi
     # grid25's nets were 256 wide then; a run saved without the key must load into 256 wide nets
     t = Trainer("grid25", seed=0, width=256, steps=1, batch_size=8, out_dir=tmp_path, sample_every=0, eval_every=0)
     t.run(progress=False)
-    tree = checkpoint.load(tmp_path / "checkpoint.npz")
-    cfg = json.loads(str(tree["config"]))
-    del cfg["recipe"]["width"]
-    tree["config"] = json.dumps(cfg)
-    checkpoint.save(tmp_path / "checkpoint.npz", tree)
+    drop_recipe_key(tmp_path, "width")
     back = Trainer.resume(tmp_path)
     assert back.recipe["width"] == 256
     _assert_identical({k: np.asarray(v) for k, v in back.G.parameters().items()},
