@@ -272,7 +272,7 @@ def write_curves(run_dir):
                 flat.update({f"{k} {kk}": vv for k, v in ev.items() if isinstance(v, dict)
                              for kk, vv in v.items()})      # e.g. "raw_g hq_fraction" beside the EMA's
                 for k, v in flat.items():
-                    if isinstance(v, (int, float)) and k not in ("step", "n", "n_modes") and math.isfinite(v):
+                    if isinstance(v, (int, float)) and k not in ("step", "n", "n_modes", "truncate") and math.isfinite(v):
                         evals.setdefault(k, ([], []))
                         evals[k][0].append(rec["step"])
                         evals[k][1].append(v)
