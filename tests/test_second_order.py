@@ -13,7 +13,7 @@ import minigan
 from minigan.gan import r1_penalty, wgan_gp_penalty
 from minigan.gradcheck import check_jvp, rel_error
 
-from conftest import compare_with_torch, torch_net_like
+from conftest import compare_with_torch, shift_running_stats, torch_net_like
 from torch_twin import torch_d_loss, torch_g_loss
 from strategies import SECOND_ORDER_CASES
 
@@ -31,20 +31,11 @@ def _input(rng, shape):
     return np.where(np.abs(x) < 0.05, np.sign(x + 1e-12) * 0.05, x)
 
 
-def _shift_running_stats(net):
-    """Running statistics away from their initial values, so that eval mode is a real test."""
-    for name, buf in net.buffers().items():
-        if name.endswith("running_mean"):
-            buf += np.linspace(-0.5, 0.5, buf.size)
-        elif name.endswith("running_var"):
-            buf *= np.linspace(0.5, 2.0, buf.size)
-
-
 @pytest.mark.parametrize("kind", sorted(SECOND_ORDER_CASES))
 @given(data=st.data())
 def test_tangents_against_finite_differences(kind, data, cpu_kernels):
     net, shape = _net(data.draw(SECOND_ORDER_CASES[kind]))
-    _shift_running_stats(net)
+    shift_running_stats(net)
     train = data.draw(st.booleans())
     errors = check_jvp(net, _input(np.random.default_rng(data.draw(st.integers(0, 99))), shape), train=train)
     assert max(errors.values()) <= FD_TOL, f"{net} train={train}: {errors}"
@@ -85,7 +76,7 @@ def torch_tangents(tnet, x, dy, x_dot, p_dot, dy_dot, train):
 def test_tangents_against_torch_double_backward(kind, data, cpu_kernels):
     case = data.draw(SECOND_ORDER_CASES[kind])
     net, shape = _net(case, seed=data.draw(st.integers(0, 2**16)))
-    _shift_running_stats(net)
+    shift_running_stats(net)
     train = data.draw(st.booleans())
     tnet = case.torch_net(net)
     rng = np.random.default_rng(data.draw(st.integers(0, 99)))

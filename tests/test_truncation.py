@@ -18,7 +18,7 @@ from minigan.gan import Trainer
 from minigan.gan.truncation import jacobian_norms, truncated_sample, truncation_threshold
 from minigan.metrics import evaluate
 
-from conftest import drop_recipe_key, torch_net_like
+from conftest import drop_recipe_key, shift_running_stats, torch_net_like
 
 FD_TOL, TORCH_TOL = 1e-7, 1e-10
 
@@ -29,11 +29,7 @@ def _g(n_in, hidden, out_shape, batchnorm, seed):
     layers = [nn.Linear(n_in, hidden)] + ([nn.BatchNorm1d(hidden)] if batchnorm else []) + \
              [nn.Tanh(), nn.Linear(hidden, int(np.prod(out_shape))), nn.Reshape(*out_shape)]
     net = minigan.Sequential(*layers, dtype=np.float64, seed=seed)
-    for name, buf in net.buffers().items():
-        if name.endswith("running_mean"):
-            buf += np.linspace(-0.5, 0.5, buf.size)
-        elif name.endswith("running_var"):
-            buf *= np.linspace(0.5, 2.0, buf.size)
+    shift_running_stats(net)
     return net
 
 
