@@ -206,16 +206,15 @@ def _measured_line(preset, m):
     def say(x):
         return f"{x['modes']}/{m['n_modes']} modes, {100 * x['hq_fraction']:.1f} % high quality, " \
                f"reverse KL {x['reverse_kl']:.3f}"
-    untruncated = ""
+    notes = []                                  # what the parentheses say after the headline
+    if "ema_g" in m:
+        names = {"ema": "EMA of G", "raw": "raw G"}
+        other = "raw" if m["sampler"] == "ema" else "ema"
+        notes.append(f"{names[m['sampler']]}, chosen by measurement over the {names[other]}: {say(m[other + '_g'])}")
     if "untruncated" in m:
-        untruncated = (f"; Jacobian truncation {m['truncate']:g}, without it "
-                       f"{100 * m['untruncated']['hq_fraction']:.1f} % high quality")
-    if "ema_g" not in m:
-        return f"{preset}, step {m['step']}: {say(m)}{f' ({untruncated[2:]})' if untruncated else ''}"
-    names = {"ema": "EMA of G", "raw": "raw G"}
-    other = "raw" if m["sampler"] == "ema" else "ema"
-    return (f"{preset}, step {m['step']}: {say(m)} ({names[m['sampler']]}, chosen by measurement over the "
-            f"{names[other]}: {say(m[other + '_g'])}{untruncated})")
+        notes.append(f"Jacobian truncation {m['truncate']:g}, without it "
+                     f"{100 * m['untruncated']['hq_fraction']:.1f} % high quality")
+    return f"{preset}, step {m['step']}: {say(m)}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def _presets(args):
@@ -231,6 +230,7 @@ def _presets(args):
 
 def _sample(args):
     from .gan.trainer import Trainer
+    from .gan.truncation import check_truncate
 
     t = Trainer.resume(args.run_dir, data_dir=args.data_dir, backend=args.backend, repair_log=False)
     if args.label is not None and not t.recipe["conditional"]:
@@ -239,8 +239,11 @@ def _sample(args):
         raise UsageError(f"--label must be a digit 0..9, got {args.label}")
     if args.n < 1:
         raise UsageError(f"--n must be positive, got {args.n}")
-    if args.truncate is not None and not 0 <= args.truncate < 1:
-        raise UsageError(f"--truncate must be a fraction in [0, 1) (0: off), got {args.truncate}")
+    if args.truncate is not None:
+        try:
+            check_truncate(args.truncate)
+        except ValueError as e:
+            raise UsageError(f"--{e}") from None
     out = args.out or os.path.join(args.run_dir, "grid.png")
     t.write_samples(out, n=args.n, labels=args.label, seed=args.seed, truncate=args.truncate)
     print(out)

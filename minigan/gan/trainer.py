@@ -453,7 +453,7 @@ class Trainer:
         rejects (gan.truncation: a z where ||dG/dz||_F exceeds the (1 - q) quantile of it over fixed
         calibration noise is redrawn; the others are the untruncated sampler's own); None: the
         recipe's ``truncate``, 0: off."""
-        q = self.recipe["truncate"] if truncate is None else check_truncate(truncate)
+        q = self._truncate(truncate)
         rng = np.random.default_rng(12345 if seed is None else seed)
         if self.recipe["conditional"]:
             labels = np.arange(n) % 10 if labels is None else np.broadcast_to(np.asarray(labels), (n,))
@@ -463,7 +463,7 @@ class Trainer:
             ema = self.sampler == "ema"
         if ema and self.ema is None:
             raise ValueError("this run keeps no EMA of G (recipe ema=0): sample from the raw G (ema=False)")
-        net = self.sampling_net() if ema else self.G
+        net = self._net(ema)
 
         def draw(idx):                  # the inputs of positions idx (their labels fixed), fresh noise
             z = to_backend(rng.standard_normal((len(idx), self.recipe["z_dim"])).astype(self.dtype), self.backend)
@@ -478,9 +478,8 @@ class Trainer:
         """tau of Jacobian truncation for the EMA (``ema=True``) or the raw G (default: the run's
         sampler): the (1 - q) quantile of ||dG/dz||_F over CALIBRATION_SAMPLES of fixed noise (the
         recipe's ``truncate`` by default)."""
-        q = self.recipe["truncate"] if q is None else check_truncate(q)
-        ema = self.sampler == "ema" if ema is None else ema
-        net = self.sampling_net() if ema else self.G
+        q = self._truncate(q)
+        net = self._net(self.sampler == "ema" if ema is None else ema)
         rng = np.random.default_rng(CALIBRATION_SEED)
         z = rng.standard_normal((CALIBRATION_SAMPLES, self.recipe["z_dim"])).astype(self.dtype)
         norms = []
@@ -490,6 +489,14 @@ class Trainer:
                 x = self._g_input(x, np.arange(lo, lo + len(x)) % 10)
             norms.append(jacobian_norms(net, x, n_inputs=self.recipe["z_dim"])[1])
         return truncation_threshold(np.concatenate(norms), q)
+
+    def _truncate(self, truncate):
+        """The fraction Jacobian truncation rejects: the recipe's for None, else ``truncate`` checked."""
+        return self.recipe["truncate"] if truncate is None else check_truncate(truncate)
+
+    def _net(self, ema):
+        """The net a sampler draws from: the EMA of G (sampling_net) or the raw G."""
+        return self.sampling_net() if ema else self.G
 
     def real_samples(self, n, seed=0):
         """n real samples (host numpy) drawn with their own generator: the run's rng does not move."""
@@ -504,7 +511,7 @@ class Trainer:
         """A picture of samples: points over the true modes for 2-D data, a grid for images
         (N, 1 or 3, H, W); other custom data gets no picture (returns None).  ``truncate``: as sample's."""
         sampler = {"ema": "EMA of G", "raw": "raw G" if self.ema is not None else "G"}[self.sampler]
-        q = self.recipe["truncate"] if truncate is None else check_truncate(truncate)
+        q = self._truncate(truncate)
         sampler += f" (Jacobian truncation {q:g})" if q else ""
         if self.mixture is not None:
             x = self.sample(n or 2500, seed=seed, truncate=q)
