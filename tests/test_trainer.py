@@ -378,6 +378,19 @@ def test_width_sizes_the_mixture_presets_and_nothing_else():
         Trainer("grid25", width="wide")
 
 
+def test_a_run_saved_before_later_recipe_keys_resumes_with_their_defaults_not_the_presets(tmp_path):
+    # ring8 now sets penalty, penalty_every and truncate; a run saved before those keys trained without a
+    # penalty and sampled untruncated, and resumes so
+    Trainer("ring8", seed=0, steps=1, batch_size=8, out_dir=tmp_path, sample_every=0, eval_every=0,
+            penalty="none", penalty_every=1, penalty_weight=10.0, truncate=0.0).run(progress=False)
+    for key in ("penalty", "penalty_weight", "penalty_every", "truncate"):
+        drop_recipe_key(tmp_path, key)
+    back = Trainer.resume(tmp_path)
+    assert {k: back.recipe[k] for k in ("penalty", "penalty_weight", "penalty_every", "truncate")} == \
+        {"penalty": "none", "penalty_weight": 10.0, "penalty_every": 1, "truncate": 0.0}
+    assert PRESETS["ring8"].recipe["penalty"] != "none"          # (so the preset's value would have differed)
+
+
 def test_a_mixture_run_saved_before_width_was_a_recipe_key_resumes_at_its_old_width(tmp_path):
     # grid25's nets were 256 wide then; a run saved without the key must load into 256 wide nets
     t = Trainer("grid25", seed=0, width=256, steps=1, batch_size=8, out_dir=tmp_path, sample_every=0, eval_every=0)

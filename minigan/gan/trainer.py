@@ -26,7 +26,7 @@ from ..data import MIXTURES, load_mnist, stacked_mnist
 from ..viz import grid_figure, samples_figure
 from ..ops.activations import sigmoid
 from .losses import gan_objective
-from .models import LEGACY_WIDTH, build_nets, recipe_for
+from .models import DEFAULT_RECIPE, LEGACY_WIDTH, build_nets, recipe_for
 from .penalties import r1_penalty, wgan_gp_penalty
 from .truncation import check_truncate, jacobian_norms, truncated_sample, truncation_threshold
 
@@ -598,8 +598,9 @@ class Trainer:
         recipe = dict(cfg["recipe"])
         if "width" not in recipe:                   # (saved before width was a recipe key)
             recipe["width"] = LEGACY_WIDTH.get(cfg["preset"], 0)
-        if "truncate" not in recipe:                # (saved before truncate was a recipe key: sampled untruncated)
-            recipe["truncate"] = 0.0
+        # any other key saved before it existed: its default, which is what the run did then (not the
+        # preset's value of today: ring8's penalty or truncation did not apply to it)
+        recipe = {**DEFAULT_RECIPE, **recipe}
         if cfg["preset"] == CUSTOM:
             if G is None or D is None or data is None:
                 raise CheckpointError(f"{run_dir} trained your own nets: resume it with Trainer.resume(..., G=, D=, "
