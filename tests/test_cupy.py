@@ -95,3 +95,19 @@ def test_jacobian_truncation_on_cupy_matches_numpy(out):
     host = truncated_sample(net, lambda idx: draws[0].standard_normal((len(idx), 4)), 40, tau)
     dev = truncated_sample(gnet, lambda idx: minigan.to_backend(draws[1].standard_normal((len(idx), 4)), "cupy"), 40, tau)
     assert minigan.gradcheck.rel_error(minigan.asnumpy(dev), host) <= 1e-12
+
+
+def test_standing_statistics_on_cupy_match_numpy():
+    """The EMA net's own BatchNorm statistics (Trainer.standing_statistics) on the GPU: the same
+    buffers and samples as on the CPU, after the same two float64 training steps."""
+    from conftest import shared_data
+    from minigan.gan import Trainer
+    runs = [Trainer("dcgan-mnist", seed=3, dtype="float64", data_dir=shared_data("mnist"), batch_size=4, ema=0.5,
+                    ema_bn_batches=3, backend=b) for b in ("numpy", "cupy")]
+    for t in runs:
+        for _ in range(2):
+            t.train_step()
+    host, dev = (t.sampling_net().buffers() for t in runs)
+    for k in host:
+        assert minigan.gradcheck.rel_error(minigan.asnumpy(dev[k]), host[k]) <= 1e-8, k
+    assert minigan.gradcheck.rel_error(runs[1].sample(6, seed=1), runs[0].sample(6, seed=1)) <= 1e-8

@@ -400,3 +400,73 @@ def test_a_mixture_run_saved_before_width_was_a_recipe_key_resumes_at_its_old_wi
     assert back.recipe["width"] == 256
     _assert_identical({k: np.asarray(v) for k, v in back.G.parameters().items()},
                       {k: np.asarray(v) for k, v in t.G.parameters().items()})
+
+
+def _bn_gan(**recipe):
+    G = minigan.Sequential(minigan.nn.Linear(4, 8), minigan.nn.BatchNorm1d(8), minigan.nn.ReLU(),
+                           minigan.nn.Linear(8, 8), minigan.nn.BatchNorm1d(8), minigan.nn.ReLU(),
+                           minigan.nn.Linear(8, 2), seed=1)
+    D = minigan.Sequential(minigan.nn.Linear(2, 8), minigan.nn.LeakyReLU(0.2), minigan.nn.Linear(8, 1), seed=2)
+    data = np.random.default_rng(0).normal(size=(256, 2)).astype(np.float32)
+    t = Trainer(G=G, D=D, data=data, z_dim=4, steps=5, batch_size=16, ema=0.5, sample_every=0,
+                checkpoint_every=0, **recipe)
+    t.run(progress=False)
+    return t
+
+
+def test_the_ema_samples_with_batchnorm_statistics_of_its_own_weights():
+    """Standing statistics: the EMA net's first BatchNorm holds the average over K batches of fixed noise
+    of its input's batch mean and unbiased variance under the EMA weights (by hand here); G's own
+    statistics and its layers' momentum are untouched (a custom G shares its layers with the EMA net)."""
+    t = _bn_gan(ema_bn_batches=3)
+    g_buffers = {k: v.copy() for k, v in t.G.buffers().items()}
+    net = t.sampling_net()
+    _assert_identical(t.G.buffers(), g_buffers)
+    assert [m.momentum for m in t.G.layers if isinstance(m, minigan.nn.BatchNorm1d)] == [0.1, 0.1]
+    rng = np.random.default_rng(trainer_mod.STANDING_SEED)
+    w, b = t.ema["0.weight"], t.ema["0.bias"]
+    h = [rng.standard_normal((16, 4)).astype(np.float32) @ w.T + b for _ in range(3)]
+    buffers = net.buffers()
+    np.testing.assert_allclose(buffers["1.running_mean"], np.mean([x.mean(0) for x in h], 0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(buffers["1.running_var"], np.mean([x.var(0, ddof=1) for x in h], 0), rtol=1e-5)
+    assert int(buffers["1.num_batches_tracked"]) == 3
+    assert not np.allclose(buffers["4.running_mean"], g_buffers["4.running_mean"])      # (the second one moved too)
+    again = t.sampling_net()                                    # the same statistics again: fixed noise
+    _assert_identical({k: np.asarray(v) for k, v in again.buffers().items()},
+                      {k: np.asarray(v) for k, v in buffers.items()})
+    np.testing.assert_array_equal(t.sample(5, seed=1), t.sample(5, seed=1))
+
+
+def test_ema_bn_batches_0_samples_with_gs_statistics_and_old_runs_resume_so(tmp_path):
+    t = _bn_gan(ema_bn_batches=0)
+    _assert_identical({k: np.asarray(v) for k, v in t.sampling_net().buffers().items()},
+                      {k: np.asarray(v) for k, v in t.G.buffers().items()})
+    with pytest.raises(ValueError, match="ema_bn_batches must be an int >= 0"):
+        _bn_gan(ema_bn_batches=-1)
+    # a run saved before the key sampled with G's statistics, and resumes so (the key's default is 16)
+    Trainer("dcgan-mnist", seed=0, steps=1, batch_size=4, data_dir=shared_data("mnist"), out_dir=tmp_path,
+            sample_every=0, ema_bn_batches=0).run(progress=False)
+    drop_recipe_key(tmp_path, "ema_bn_batches")
+    back = Trainer.resume(tmp_path)
+    assert back.recipe["ema_bn_batches"] == 0 and PRESETS["dcgan-mnist"].recipe.get("ema_bn_batches", 16) > 0
+    _assert_identical({k: np.asarray(v) for k, v in back.sampling_net().buffers().items()},
+                      {k: np.asarray(v) for k, v in back.G.buffers().items()})
+
+
+def test_g_norm_puts_batchnorm_in_the_mlp_mnist_generators_only():
+    from minigan.gan.models import build_nets, recipe_for
+    for preset in ("mlp-mnist", "cgan-mnist"):
+        G, _ = build_nets(preset, recipe_for(preset, g_norm="batch"))
+        kinds = [type(m).__name__ for m in G.layers]
+        assert kinds == ["Linear", "BatchNorm1d", "ReLU"] * 3 + ["Linear", "Tanh", "Reshape"]
+        assert [m.bias for m in G.layers[:9:3]] == [False] * 3 and G.layers[9].bias
+        G, _ = build_nets(preset, recipe_for(preset, g_norm="none"))
+        assert not any(type(m).__name__ == "BatchNorm1d" for m in G.layers)
+    with pytest.raises(ValueError, match="preset 'dcgan-mnist' has a fixed G"):
+        Trainer("dcgan-mnist", g_norm="batch")
+    with pytest.raises(ValueError, match="unknown g_norm 'layer'; expected one of none, batch"):
+        Trainer("mlp-mnist", g_norm="layer")
+    G = minigan.Sequential(minigan.nn.Linear(4, 2), seed=0)
+    D = minigan.Sequential(minigan.nn.Linear(2, 1), seed=0)
+    with pytest.raises(ValueError, match="recipe key 'g_norm' builds a preset's nets"):
+        Trainer(G=G, D=D, data=np.zeros((8, 2), np.float32), z_dim=4, g_norm="batch")

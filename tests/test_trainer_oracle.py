@@ -194,6 +194,8 @@ RECIPES = {
                             grad_clip=1.0)),
     "cgan-mnist (conditional) minimax": (
         "cgan-mnist", dict(objective="minimax", batch_size=8, l1=1e-4)),
+    "mlp-mnist (BatchNorm G), hinge, EMA": (
+        "mlp-mnist", dict(g_norm="batch", d_dropout=0.0, batch_size=8, ema=0.9)),
 }
 
 
@@ -208,3 +210,34 @@ def test_train_step_matches_the_torch_recipe(case, monkeypatch):
         t.train_step()
         ref.run_step(recorder.take())
         _compare(t, ref, step)
+
+
+@pytest.mark.parametrize("preset, overrides", [("dcgan-mnist", {}), ("resnet-mnist", {}),
+                                               ("cgan-mnist", {"g_norm": "batch"})])
+def test_the_ema_nets_standing_statistics_match_torch(preset, overrides):
+    """The EMA net's BatchNorm statistics (Trainer.standing_statistics) are torch's: the twin of G holding
+    the EMA weights, its statistics reset, momentum None (a cumulative average), run in training mode over
+    the same K batches of noise: every running mean and variance agrees, BatchNorm2d in residual blocks too."""
+    t = Trainer(preset, seed=3, dtype="float64", data_dir=shared_data("mnist"), batch_size=4, ema=0.5,
+                ema_bn_batches=3, **overrides)
+    for _ in range(2):
+        t.train_step()
+    net = t.sampling_net()
+    twin = torch_net_like(t.G)
+    twin.load_state_dict({**twin.state_dict(), **{k: torch.from_numpy(np.asarray(v)) for k, v in t.ema.items()}})
+    norms = [m for m in twin.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    twin.train()
+    rng = np.random.default_rng(trainer_mod.STANDING_SEED)
+    with torch.no_grad():
+        for _ in range(3):
+            z = rng.standard_normal((4, t.recipe["z_dim"]))
+            if t.recipe["conditional"]:
+                z = np.concatenate([z, np.eye(10)[np.arange(4) % 10]], axis=1)
+            twin(torch.from_numpy(z))
+    ours, theirs = net.buffers(), twin.state_dict()
+    assert len(norms) > 1 and any(k.endswith("running_var") for k in ours)
+    for k, v in ours.items():
+        np.testing.assert_allclose(np.asarray(v), theirs[k].numpy(), rtol=1e-10, atol=1e-12, err_msg=k)

@@ -26,7 +26,7 @@ from ..data import MIXTURES, load_mnist, stacked_mnist
 from ..viz import grid_figure, samples_figure
 from ..ops.activations import sigmoid
 from .losses import gan_objective
-from .models import DEFAULT_RECIPE, LEGACY_WIDTH, build_nets, recipe_for
+from .models import DEFAULT_RECIPE, LEGACY_RECIPE, LEGACY_WIDTH, build_nets, recipe_for
 from .penalties import r1_penalty, wgan_gp_penalty
 from .truncation import check_truncate, jacobian_norms, truncated_sample, truncation_threshold
 
@@ -53,6 +53,7 @@ CUSTOM = "custom"
 # Jacobian truncation's threshold is a quantile of ||dG/dz||_F over this fixed noise (in chunks, for memory)
 CALIBRATION_SEED, CALIBRATION_SAMPLES, CALIBRATION_CHUNK = 2**31 - 2, 10000, 2500
 SELECT_SEED = 2**31 - 1       # the noise choose_sampler measures with (evaluate's default is seed 0)
+STANDING_SEED = 2**31 - 3     # the noise the EMA of G's BatchNorm statistics are measured on
 # the samples choose_sampler draws from each sampler of a 2-D mixture: 8x the protocol's 2,500, so that two
 # samplers ~0.5 points of high quality apart are told apart (the estimate's std: 0.4 points at 2,500, 0.14 here)
 SELECT_SAMPLES = 20_000
@@ -76,7 +77,7 @@ def _custom_recipe(G, D, z_dim, overrides):
     if not (isinstance(z_dim, (int, np.integer)) and z_dim >= 1):
         raise ValueError(f"Trainer: z_dim must be a positive int (the size of G's noise input), got {z_dim!r}")
     check_keys(overrides)
-    for key in ("data", "conditional", "init", "spectral_norm", "d_dropout", "width"):
+    for key in ("data", "conditional", "init", "spectral_norm", "d_dropout", "width", "g_norm"):
         if key in overrides and overrides[key] != DEFAULT_RECIPE[key]:
             raise ValueError(f"Trainer: recipe key {key!r} builds a preset's nets or data; with your own G, D "
                              f"and data, put it in them instead")
@@ -435,15 +436,49 @@ class Trainer:
 
     # ---------------------------------------------------------------- sampling
     def sampling_net(self):
-        """G with the EMA weights (if any) and G's BatchNorm statistics, for eval-mode sampling.
-        With EMA, one net is built on the first call and refilled from G and the EMA on each call."""
+        """G with the EMA weights (if any), for eval-mode sampling.  Its BatchNorm statistics are its
+        own (standing_statistics, recipe ``ema_bn_batches``), or the raw G's when that is 0.  With EMA,
+        one net is built on the first call and refilled from G and the EMA on each call."""
         if self.ema is None:
             return self.G
         if self._ema_net is None:
             G = self.G if self.preset == CUSTOM else build_nets(self.preset, self.recipe, self.seed)[0]
             self._ema_net = type(self.G)(*G.layers, dtype=self.G.dtype).to(self.backend)
         self._ema_net.load_state_dict({**self.G.state_dict(), **self.ema})
+        if self.recipe["ema_bn_batches"]:
+            self.standing_statistics(self._ema_net, self.recipe["ema_bn_batches"])
         return self._ema_net
+
+    def standing_statistics(self, net, batches):
+        """Set the running statistics of every BatchNorm in ``net`` to those of its own weights
+        ("standing statistics", Brock et al. 2019, BigGAN): over ``batches`` batches of fixed noise
+        (batch_size each, STANDING_SEED) through ``net`` in training mode,
+
+            running_mean = (1/K) sum_k mean_k(x),   running_var = (1/K) sum_k var_k(x)  (unbiased),
+
+        each layer's batch statistics under the statistics of the layers before it.  G's running
+        statistics are averages over past raw weights; the EMA of the weights is another net, whose
+        activations have other means and variances.  A net without BatchNorm is left as it is."""
+        norms = [m for m in walk(net) if isinstance(m, _BatchNorm) and m.track_running_stats]
+        if not norms:
+            return net
+        for k, v in net.buffers().items():        # (live arrays: a fresh start of the averages)
+            v[...] = 1 if k.endswith("running_var") else 0
+        rng = np.random.default_rng(STANDING_SEED)
+        n = self.recipe["batch_size"]
+        momenta, synced = [m.momentum for m in norms], parallel.synced()
+        try:
+            parallel.sync(None)                   # (this rank's own: the noise is the same on every rank)
+            for m in norms:
+                m.momentum = None                 # a cumulative average, as torch's momentum=None
+            for _ in range(batches):
+                z = to_backend(rng.standard_normal((n, self.recipe["z_dim"])).astype(self.dtype), self.backend)
+                net.forward(self._g_input(z, np.arange(n) % 10), train=True, rng=rng)
+        finally:
+            parallel.sync(synced)
+            for m, momentum in zip(norms, momenta):
+                m.momentum = momentum
+        return net
 
     def sample(self, n, labels=None, seed=None, ema=None, truncate=None):
         """n samples (host numpy) in eval mode from the run's sampler (``self.sampler``: its EMA of G
@@ -600,7 +635,7 @@ class Trainer:
             recipe["width"] = LEGACY_WIDTH.get(cfg["preset"], 0)
         # any other key saved before it existed: its default, which is what the run did then (not the
         # preset's value of today: ring8's penalty or truncation did not apply to it)
-        recipe = {**DEFAULT_RECIPE, **recipe}
+        recipe = {**DEFAULT_RECIPE, **LEGACY_RECIPE, **recipe}
         if cfg["preset"] == CUSTOM:
             if G is None or D is None or data is None:
                 raise CheckpointError(f"{run_dir} trained your own nets: resume it with Trainer.resume(..., G=, D=, "
