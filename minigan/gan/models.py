@@ -155,9 +155,10 @@ PRESETS = {
         sample_every=8000, checkpoint_every=4000), "25 Gaussians on a 5x5 grid (std 0.05), MLP G and D"),
     # mlp-mnist's: hinge loss, dropout 0.3 in D and an EMA of G (0.999) halve the FID of the plain
     # non-saturating recipe (3 seeds: 80.6 against 167.5, classifier features); BatchNorm in G (g_norm)
-    # halves it again at 10k steps (seed 0: 46.7 against 85.9), and 20k steps take it to ~14
-    # (benchmarks/quality.md; R1, Adam betas (0.5, 0.9), packing and a decaying lr lost)
-    "mlp-mnist": Preset(_mlp_mnist, dict(data="mnist", z_dim=100, steps=20000, batch_size=128, objective="hinge",
+    # halves it again at 10k steps (seed 0: 46.7 against 85.9); with the EMA's own BatchNorm statistics
+    # (ema_bn_batches) 20k steps reach 10.6, 25k 9.3, 30k 8.5 (1.8x the floor; benchmarks/quality.md;
+    # R1, Adam betas (0.5, 0.9), packing and a decaying lr lost)
+    "mlp-mnist": Preset(_mlp_mnist, dict(data="mnist", z_dim=100, steps=30000, batch_size=128, objective="hinge",
                                          d_dropout=0.3, ema=0.999, g_norm="batch"),
                         "MLP GAN on MNIST (z=100; G: BatchNorm and ReLU, tanh output; D: LeakyReLU, dropout; "
                         "hinge loss, EMA of G)"),
