@@ -233,8 +233,12 @@ PENALTIES = ("none", "r1", "r2", "wgan_gp")
 G_NORMS = ("none", "batch")
 # the width of the presets' MLPs before `width` was a recipe key: what their runs saved without it were built with
 LEGACY_WIDTH = {"ring8": 128, "grid25": 256}
-# what a run saved before a key existed did, where that is not the key's default of today (width: LEGACY_WIDTH)
-LEGACY_RECIPE = {"ema_bn_batches": 0}
+
+
+def legacy_recipe(preset):
+    """What a run of ``preset`` saved before a key existed did, for the keys where that is not the key's
+    default of today (every other missing key takes DEFAULT_RECIPE's value)."""
+    return {"width": LEGACY_WIDTH.get(preset, 0), "ema_bn_batches": 0}
 
 
 def spectral_normed(layers):

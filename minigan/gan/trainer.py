@@ -26,7 +26,7 @@ from ..data import MIXTURES, load_mnist, stacked_mnist
 from ..viz import grid_figure, samples_figure
 from ..ops.activations import sigmoid
 from .losses import gan_objective
-from .models import DEFAULT_RECIPE, LEGACY_RECIPE, LEGACY_WIDTH, build_nets, recipe_for
+from .models import DEFAULT_RECIPE, build_nets, legacy_recipe, recipe_for
 from .penalties import r1_penalty, wgan_gp_penalty
 from .truncation import check_truncate, jacobian_norms, truncated_sample, truncation_threshold
 
@@ -636,12 +636,10 @@ class Trainer:
         cfg = json.loads(str(tree["config"]))
         if preset is not None and preset != cfg["preset"]:
             raise CheckpointError(f"{run_dir / CHECKPOINT} is a {cfg['preset']!r} run, not {preset!r}")
-        recipe = dict(cfg["recipe"])
-        if "width" not in recipe:                   # (saved before width was a recipe key)
-            recipe["width"] = LEGACY_WIDTH.get(cfg["preset"], 0)
-        # any other key saved before it existed: its default, which is what the run did then (not the
-        # preset's value of today: ring8's penalty or truncation did not apply to it)
-        recipe = {**DEFAULT_RECIPE, **LEGACY_RECIPE, **recipe}
+        # a key saved before it existed: what the run did then (legacy_recipe: the old width, G's BatchNorm
+        # statistics), else its default (not the preset's value of today: ring8's penalty or truncation
+        # did not apply to it)
+        recipe = {**DEFAULT_RECIPE, **legacy_recipe(cfg["preset"]), **cfg["recipe"]}
         if cfg["preset"] == CUSTOM:
             if G is None or D is None or data is None:
                 raise CheckpointError(f"{run_dir} trained your own nets: resume it with Trainer.resume(..., G=, D=, "
