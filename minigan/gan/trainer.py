@@ -507,20 +507,23 @@ class Trainer:
             z = to_backend(rng.standard_normal((len(idx), self.recipe["z_dim"])).astype(self.dtype), self.backend)
             return self._g_input(z, labels[idx]) if self.recipe["conditional"] else z
         if q:
-            out = to_backend(truncated_sample(net, draw, n, self.truncation_threshold(q, ema),
-                                              n_inputs=self.recipe["z_dim"]), "numpy")
+            out = to_backend(truncated_sample(net, draw, n, self._threshold(net, q), n_inputs=self.recipe["z_dim"]),
+                             "numpy")
         else:                           # all the noise at once (the same draws for any n), G in chunks: memory
             x = draw(np.arange(n))
             out = np.concatenate([to_backend(net(x[lo:lo + SAMPLE_CHUNK]), "numpy")
-                                  for lo in range(0, n, SAMPLE_CHUNK)]) if n else to_backend(net(x), "numpy")
+                                  for lo in range(0, max(n, 1), SAMPLE_CHUNK)])
         return np.asarray(out, dtype=np.float64)
 
     def truncation_threshold(self, q=None, ema=None):
         """tau of Jacobian truncation for the EMA (``ema=True``) or the raw G (default: the run's
         sampler): the (1 - q) quantile of ||dG/dz||_F over CALIBRATION_SAMPLES of fixed noise (the
         recipe's ``truncate`` by default)."""
-        q = self._truncate(q)
-        net = self._net(self.sampler == "ema" if ema is None else ema)
+        return self._threshold(self._net(self.sampler == "ema" if ema is None else ema), self._truncate(q))
+
+    def _threshold(self, net, q):
+        """truncation_threshold of ``net`` (sample() passes the net it already holds: the EMA net is
+        refilled and its BatchNorm statistics measured once per call)."""
         rng = np.random.default_rng(CALIBRATION_SEED)
         z = rng.standard_normal((CALIBRATION_SAMPLES, self.recipe["z_dim"])).astype(self.dtype)
         norms = []
