@@ -57,11 +57,15 @@ DEFAULT_RECIPE = {
 }
 
 
-def _mlp(sizes, act, out_act=None, dropout=0.0):
+def _mlp(sizes, act, out_act=None, dropout=0.0, norm=None):
+    """Linear layers of ``sizes``; each hidden one followed by ``norm`` (its Linear then has no bias: it
+    would cancel), ``act`` and dropout."""
     layers = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
+        hidden = i < len(sizes) - 2
+        layers.append(nn.Linear(a, b, bias=not (hidden and norm)))
+        if hidden:
+            layers += [norm(b)] if norm else []
             layers.append(act())
             if dropout:
                 layers.append(nn.Dropout(dropout))
@@ -84,9 +88,7 @@ def _mlp_mnist(r):
     extra = 10 if r["conditional"] else 0
     sizes = [r["z_dim"] + extra, 256, 512, 1024, 784]
     if r["g_norm"] == "batch":
-        G = [layer for a, b in zip(sizes[:-2], sizes[1:-1])          # (a bias before BatchNorm would cancel out)
-             for layer in (nn.Linear(a, b, bias=False), nn.BatchNorm1d(b), nn.ReLU())]
-        G += [nn.Linear(sizes[-2], sizes[-1]), nn.Tanh()]
+        G = _mlp(sizes, nn.ReLU, nn.Tanh, norm=nn.BatchNorm1d)
     else:
         G = _mlp(sizes, _lrelu, nn.Tanh)
     G += [nn.Reshape(1, 28, 28)]
