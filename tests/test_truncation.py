@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import minigan
 from minigan import nn
 from minigan.gan import Trainer
+from minigan.gan.trainer import SAMPLE_CHUNK
 from minigan.gan.truncation import jacobian_norms, truncated_sample, truncation_threshold
 from minigan.metrics import evaluate
 
@@ -134,6 +135,37 @@ def test_truncation_threshold_and_sampler_errors():
                          max_rounds=3)
 
 
+def test_truncated_sample_in_chunks_is_the_sample_of_one_pass(monkeypatch):
+    """chunk bounds the inputs of each Jacobian pass (memory); the noise of each round is drawn at once, so
+    the samples and the positions redrawn are those of one pass over all of them (float64)."""
+    import minigan.gan.truncation as truncation
+    net = _g(3, 8, (2, 2), True, seed=5)
+    tau = truncation_threshold(jacobian_norms(net, np.random.default_rng(1).standard_normal((500, 3)))[1], 0.3)
+
+    def run(chunk):
+        rng, rounds = np.random.default_rng(9), []
+
+        def draw(idx):
+            rounds.append(len(idx))
+            return rng.standard_normal((len(idx), 3))
+        return truncated_sample(net, draw, 23, tau, chunk=chunk), rounds
+    whole, whole_rounds = run(None)
+    sizes = []
+
+    def spy(net, z, n_inputs=None):
+        sizes.append(len(z))
+        return jacobian_norms(net, z, n_inputs)
+    monkeypatch.setattr(truncation, "jacobian_norms", spy)
+    chunked, rounds = run(5)
+    assert rounds == whole_rounds and len(rounds) > 1 and rounds[0] == 23       # the same draws, redraws
+    assert sizes[:5] == [5, 5, 5, 5, 3] and max(sizes) <= 5
+    np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-12)
+    assert truncated_sample(net, lambda idx: np.zeros((len(idx), 3)), 0, tau, chunk=5).shape == (0, 2, 2)
+    for bad in (0, -1, 2.5, True, "4"):
+        with pytest.raises(ValueError, match="chunk must be an int >= 1"):
+            truncated_sample(net, lambda idx: np.zeros((len(idx), 3)), 4, tau, chunk=bad)
+
+
 @pytest.fixture(scope="module")
 def ring8():
     """A briefly trained ring8 run of the preset's own recipe (truncate 0.05)."""
@@ -153,11 +185,14 @@ def test_trainer_samples_truncated_by_its_recipe(ring8):
     np.testing.assert_allclose(plain, np.asarray(net(z), dtype=np.float64), rtol=1e-5, atol=1e-6)
     x = t.sample(4000, seed=11)
     tau = t.truncation_threshold()
-    kept = jacobian_norms(net, z, 16)[1] <= tau
-    np.testing.assert_allclose(x[kept], plain[kept], rtol=1e-5, atol=1e-6)
+    # both samplers run G on the same chunks of SAMPLE_CHUNK inputs: a kept first draw is bit for bit the
+    # untruncated sample
+    kept = np.concatenate([jacobian_norms(net, z[lo:lo + SAMPLE_CHUNK], 16)[1] for lo in range(0, 4000, SAMPLE_CHUNK)]) <= tau
+    np.testing.assert_array_equal(x[kept], plain[kept])
     assert not (x[~kept] == plain[~kept]).all(axis=1).any()          # each rejected position was redrawn
     assert abs((~kept).mean() - 0.05) < 0.015
     np.testing.assert_array_equal(x, t.sample(4000, seed=11))         # reproducible for a seed
+    assert t.sample(0).shape == (0, 2)                                  # (an empty request: no pass fails)
     assert t.truncation_threshold(0.2) < tau                           # a larger q, a lower threshold
     with pytest.raises(ValueError, match="truncate must be a fraction"):
         t.sample(10, truncate=1.5)

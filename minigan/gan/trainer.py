@@ -507,8 +507,8 @@ class Trainer:
             z = to_backend(rng.standard_normal((len(idx), self.recipe["z_dim"])).astype(self.dtype), self.backend)
             return self._g_input(z, labels[idx]) if self.recipe["conditional"] else z
         if q:
-            out = to_backend(truncated_sample(net, draw, n, self._threshold(net, q), n_inputs=self.recipe["z_dim"]),
-                             "numpy")
+            out = to_backend(truncated_sample(net, draw, n, self._threshold(net, q), n_inputs=self.recipe["z_dim"],
+                                              chunk=SAMPLE_CHUNK), "numpy")
         else:                           # all the noise at once (the same draws for any n), G in chunks: memory
             x = draw(np.arange(n))
             out = np.concatenate([to_backend(net(x[lo:lo + SAMPLE_CHUNK]), "numpy")

@@ -55,7 +55,7 @@ def jacobian_norms(net, z, n_inputs=None):
             z_dot = xp.zeros(z.shape, dtype=z.dtype)
             z_dot[:, j] = 1
             y_dot, _ = net.jvp(tape, x_dot=z_dot)
-            sq += (y_dot.reshape(len(z), -1).astype(np.float64) ** 2).sum(axis=1)
+            sq += (y_dot.reshape(len(z), m).astype(np.float64) ** 2).sum(axis=1)
     return y, np.sqrt(np.asarray(to_backend(sq, "numpy"), dtype=np.float64))
 
 
@@ -73,16 +73,23 @@ def check_truncate(q):
     return float(q)
 
 
-def truncated_sample(net, draw, n, tau, n_inputs=None, max_rounds=1000):
+def truncated_sample(net, draw, n, tau, n_inputs=None, max_rounds=1000, chunk=None):
     """n outputs of ``net`` (a backend array, in order) for noise from ``draw(idx) -> z`` (the inputs
     of positions ``idx``; a conditional G's labels are fixed per position), each position redrawn
     until its Jacobian norm is at most ``tau``.  Position i's first draw is the one an untruncated
-    sampler would use, so the two agree wherever the first draw is kept."""
+    sampler would use, so the two agree wherever the first draw is kept.  ``chunk``: the most inputs
+    one Jacobian pass takes (its tape and tangents grow with them: memory); None: all at once.  Each
+    round's noise is drawn at once whatever the chunk, so the draws do not depend on it."""
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1):
+        raise ValueError(f"truncated_sample: chunk must be an int >= 1 (inputs per Jacobian pass) or None, got {chunk!r}")
     pending = np.arange(n)
     out = None
     for _ in range(max_rounds):
         z = draw(pending)
-        y, norms = jacobian_norms(net, z, n_inputs)
+        step = max(len(z) if chunk is None else int(chunk), 1)           # (n = 0: one empty pass)
+        parts = [jacobian_norms(net, z[lo:lo + step], n_inputs) for lo in range(0, max(len(z), 1), step)]
+        y = parts[0][0] if len(parts) == 1 else get_xp(parts[0][0]).concatenate([p[0] for p in parts])
+        norms = np.concatenate([p[1] for p in parts])
         if out is None:
             out = get_xp(y).zeros((n,) + tuple(y.shape[1:]), dtype=y.dtype)
         keep = norms <= tau
