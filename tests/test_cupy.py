@@ -111,3 +111,52 @@ def test_standing_statistics_on_cupy_match_numpy():
     for k in host:
         assert minigan.gradcheck.rel_error(minigan.asnumpy(dev[k]), host[k]) <= 1e-8, k
     assert minigan.gradcheck.rel_error(runs[1].sample(6, seed=1), runs[0].sample(6, seed=1)) <= 1e-8
+
+
+@pytest.mark.parametrize("i", range(len(CASES)), ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_tangents_on_cupy_match_numpy(i):
+    """Second order on the GPU: Sequential.jvp and backward_jvp (the Hessian-vector products the
+    penalties are made of) along the same random tangents, float64, as on the CPU."""
+    name, config, layers, shape, train = CASES[i]
+    net, gnet = _pair_of_nets(layers, np.float64, i)
+    rng = np.random.default_rng(100 + i)
+    x = rng.standard_normal(shape)
+    y, tape = net.forward(x, train=train, rng=np.random.default_rng(5))
+    gy, gtape = gnet.forward(minigan.to_backend(x, "cupy"), train=train, rng=np.random.default_rng(5))
+    x_dot, dy, dy_dot = rng.standard_normal(shape), rng.standard_normal(y.shape), rng.standard_normal(y.shape)
+    p_dot = {k: rng.standard_normal(v.shape) for k, v in net.parameters().items()}
+    dev = lambda a: minigan.to_backend(a, "cupy")
+    y_dot, ttape = net.jvp(tape, x_dot, p_dot)
+    gy_dot, gttape = gnet.jvp(gtape, dev(x_dot), dev(p_dot))
+    dx_dot, grads_dot = net.backward_jvp(dy, tape, ttape, dy_dot)
+    gdx_dot, ggrads_dot = gnet.backward_jvp(dev(dy), gtape, gttape, dev(dy_dot))
+    assert minigan.gradcheck.rel_error(minigan.asnumpy(gy_dot), y_dot) <= 1e-12
+    assert minigan.gradcheck.rel_error(minigan.asnumpy(gdx_dot), dx_dot) <= 1e-12
+    assert set(ggrads_dot) == set(grads_dot)
+    for k in grads_dot:
+        assert minigan.gradcheck.rel_error(minigan.asnumpy(ggrads_dot[k]), grads_dot[k]) <= 1e-12, k
+
+
+@pytest.mark.parametrize("penalty", ["r1", "wgan_gp"])
+@pytest.mark.parametrize("spectral", [False, True])
+def test_penalties_on_cupy_match_numpy(penalty, spectral):
+    """R1 and WGAN-GP (value and parameter gradients) of dcgan-mnist's critic (convs, BatchNorm,
+    LeakyReLU; spectrally normed or not) on the GPU as on the CPU, float64."""
+    from minigan.gan import r1_penalty, wgan_gp_penalty
+    from minigan.gan.models import build_nets, recipe_for
+    recipe = recipe_for("dcgan-mnist", dtype="float64", spectral_norm=spectral)
+    D = build_nets("dcgan-mnist", recipe, seed=2)[1]
+    gD = build_nets("dcgan-mnist", recipe, seed=2)[1].to("cupy")
+    rng = np.random.default_rng(4)
+    real, fake, alpha = rng.standard_normal((5, 1, 28, 28)), rng.standard_normal((5, 1, 28, 28)), rng.random(5)
+    dev = lambda a: minigan.to_backend(a, "cupy")
+    if penalty == "r1":
+        host = r1_penalty(D, real, 10.0, rng=np.random.default_rng(0))
+        gpu = r1_penalty(gD, dev(real), 10.0, rng=np.random.default_rng(0))
+    else:
+        host = wgan_gp_penalty(D, real, fake, 10.0, alpha=alpha, dropout_rng=np.random.default_rng(0))
+        gpu = wgan_gp_penalty(gD, dev(real), dev(fake), 10.0, alpha=alpha, dropout_rng=np.random.default_rng(0))
+    assert minigan.gradcheck.rel_error(minigan.asnumpy(gpu[0]), np.asarray(host[0])) <= 1e-12
+    assert set(gpu[1]) == set(host[1])
+    for k in host[1]:
+        assert minigan.gradcheck.rel_error(minigan.asnumpy(gpu[1][k]), host[1][k]) <= 1e-10, k
