@@ -160,3 +160,18 @@ def test_penalties_on_cupy_match_numpy(penalty, spectral):
     assert set(gpu[1]) == set(host[1])
     for k in host[1]:
         assert minigan.gradcheck.rel_error(minigan.asnumpy(gpu[1][k]), host[1][k]) <= 1e-10, k
+
+
+def test_a_checkpoint_saved_on_the_gpu_samples_the_same_on_the_cpu(tmp_path):
+    """Train on cupy, save, resume with backend="numpy": the same weights and the same samples
+    (float64: the same numbers through other kernels)."""
+    from conftest import shared_data
+    from minigan.gan import Trainer
+    t = Trainer("dcgan-mnist", seed=1, dtype="float64", data_dir=shared_data("mnist"), batch_size=4, steps=3,
+                ema_bn_batches=2, backend="cupy", out_dir=tmp_path).run(progress=False)
+    cpu = Trainer.resume(tmp_path, backend="numpy", repair_log=False)
+    assert cpu.backend == "numpy" and cpu.step == 3
+    for k, v in t.G.state_dict().items():
+        np.testing.assert_array_equal(cpu.G.state_dict()[k], minigan.asnumpy(v), err_msg=k)
+    for ema in (True, False):
+        assert minigan.gradcheck.rel_error(cpu.sample(8, seed=2, ema=ema), t.sample(8, seed=2, ema=ema)) <= 1e-10
