@@ -1,24 +1,31 @@
 #!/usr/bin/env bash
-# Every GPU check that issue #6 still owes, in TWO calls of the device tool (about 4-6 minutes each).
+# Every GPU check still owed (issues #14 and #12), in at most THREE calls of the device tool; a session
+# has 15 minutes of device time in all, start-up included, so run `tests` first, then `bench`, then
+# `quality` if time is left (each part fits one call of timeout 600).
 #
 # Here, before the calls (the device gets a copy of the working tree, not the git history, and not
 # the ../shared beside it):
-#     git checkout cupy-kernels            # or main: the plain CuPy paths alone
 #     mkdir -p .gpu_carry/shared/data && cp -r ../shared/data/mnist .gpu_carry/shared/data/
 #     grep -qx '/.gpu_carry/' .git/info/exclude || echo /.gpu_carry/ >> .git/info/exclude
-# Then two device runs, each with carry [".gpu_carry"] and timeout 600:
-#     bash benchmarks/gpu_session.sh tests     # install, NVRTC check, tests/test_cupy.py, gradcheck, resume on cupy
-#     bash benchmarks/gpu_session.sh bench     # gan_step (3 workloads), gemm_rate, ops, dcgan-mnist training
+# Then the device runs, each with carry [".gpu_carry"] and timeout 600:
+#     bash benchmarks/gpu_session.sh tests     # install, versions, tests/test_cupy.py (parity of every layer,
+#                                              # tangents and penalties, optimizers, truncation, standing
+#                                              # statistics, GPU->CPU checkpoint), gradcheck, resume on cupy
+#     bash benchmarks/gpu_session.sh bench     # gan_step (3 workloads), gemm_rate, ops, penalty_step,
+#                                              # dcgan-mnist training picture
+#     bash benchmarks/gpu_session.sh quality   # #12's conv rows: quality.py, dcgan-mnist, resnet-mnist and
+#                                              # dcgan-stacked, 3 seeds each, all nine runs at once on cupy
 # What comes back ($OUT, at most 8 files): summary-PART.txt (every section's command, tail and exit
-# status), logs-PART.tar.gz (the whole logs) and, for bench, dcgan_mnist_samples.png.  Each section
-# is independent: a failing one is logged with its exit status and the script goes on.  On the
-# cupy-kernels branch every check runs twice: fused kernels on, and MINIGAN_CUPY_KERNELS=0 (the
-# plain xp code, which is what main runs).
+# status), logs-PART.tar.gz (the whole logs), for bench dcgan_mnist_samples.png, for quality quality.md
+# (benchmarks/quality.md with the new tables: copy its generated blocks back) and runs.tar.gz (each
+# run's config, log and picture; no checkpoints).  Each section is independent: a failing one is logged
+# with its exit status and the script goes on.  Fused CuPy kernels (minigan/ops/_cupy.py, #14) do not
+# exist on main yet; when they do, each `plain` section reruns its check with MINIGAN_CUPY_KERNELS=0.
 set -u
-part=${1:?usage: gpu_session.sh tests|bench}
+part=${1:?usage: gpu_session.sh tests|bench|quality}
 out=${OUT:-gpu_session_out}
 logs=$(mktemp -d)
-mkdir -p "$out"
+mkdir -p "$out" && out=$(cd "$out" && pwd)     # (absolute: the quality part tars from another folder)
 export PYTHONUNBUFFERED=1 MINIGAN_SHARED=${MINIGAN_SHARED:-$PWD/.gpu_carry/shared}
 summary="$out/summary-$part.txt"
 : > "$summary"
@@ -67,8 +74,15 @@ elif [ "$part" = bench ]; then
         --data-dir "$MINIGAN_SHARED/data/mnist" --out "$logs/dcgan_mnist"
     cp "$logs/dcgan_mnist/samples.png" "$out/dcgan_mnist_samples.png" 2>/dev/null
     tail -n 3 "$logs/dcgan_mnist/log.jsonl" >> "$summary" 2>/dev/null
+    TAIL=16 section penalty_step 120 python3 benchmarks/penalty_step.py --backend cupy
+elif [ "$part" = quality ]; then
+    runs=$(mktemp -d)
+    TAIL=40 section quality 560 env MINIGAN_BACKEND=cupy MINIGAN_DATA="$MINIGAN_SHARED/data/mnist" \
+        python3 benchmarks/quality.py --presets dcgan-mnist resnet-mnist dcgan-stacked --seeds 3 --jobs 9 --runs "$runs"
+    cp benchmarks/quality.md "$out/quality.md"
+    (cd "$runs" && tar -czf "$out/runs.tar.gz" --exclude='*.npz' .) 2>/dev/null
 else
-    echo "unknown part $part: tests or bench" >&2
+    echo "unknown part $part: tests, bench or quality" >&2
     exit 2
 fi
 tar -czf "$out/logs-$part.tar.gz" -C "$logs" . && echo "done; whole logs in logs-$part.tar.gz" | tee -a "$summary"
