@@ -187,7 +187,8 @@ def test_trainer_samples_truncated_by_its_recipe(ring8):
     tau = t.truncation_threshold()
     # both samplers run G on the same chunks of SAMPLE_CHUNK inputs: a kept first draw is bit for bit the
     # untruncated sample
-    kept = np.concatenate([jacobian_norms(net, z[lo:lo + SAMPLE_CHUNK], 16)[1] for lo in range(0, 4000, SAMPLE_CHUNK)]) <= tau
+    kept = np.concatenate([jacobian_norms(net, z[lo:lo + SAMPLE_CHUNK], 16)[1]
+                           for lo in range(0, 4000, SAMPLE_CHUNK)]) <= tau
     np.testing.assert_array_equal(x[kept], plain[kept])
     assert not (x[~kept] == plain[~kept]).all(axis=1).any()          # each rejected position was redrawn
     assert abs((~kept).mean() - 0.05) < 0.015

@@ -81,7 +81,8 @@ def truncated_sample(net, draw, n, tau, n_inputs=None, max_rounds=1000, chunk=No
     one Jacobian pass takes (its tape and tangents grow with them: memory); None: all at once.  Each
     round's noise is drawn at once whatever the chunk, so the draws do not depend on it."""
     if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1):
-        raise ValueError(f"truncated_sample: chunk must be an int >= 1 (inputs per Jacobian pass) or None, got {chunk!r}")
+        raise ValueError(f"truncated_sample: chunk must be an int >= 1 (inputs per Jacobian pass) or None, "
+                         f"got {chunk!r}")
     pending = np.arange(n)
     out = None
     for _ in range(max_rounds):
