@@ -28,7 +28,7 @@ from ..ops.activations import sigmoid
 from .losses import gan_objective
 from .models import DEFAULT_RECIPE, build_nets, legacy_recipe, recipe_for
 from .penalties import r1_penalty, wgan_gp_penalty
-from .truncation import check_truncate, jacobian_norms, truncated_sample, truncation_threshold
+from .truncation import check_truncate, jacobian_norms_in_chunks, truncated_sample, truncation_threshold
 
 CHECKPOINT, LOG, SAMPLES, CONFIG = "checkpoint.npz", "log.jsonl", "samples.png", "config.json"
 
@@ -526,13 +526,11 @@ class Trainer:
         refilled and its BatchNorm statistics measured once per call)."""
         rng = np.random.default_rng(CALIBRATION_SEED)
         z = rng.standard_normal((CALIBRATION_SAMPLES, self.recipe["z_dim"])).astype(self.dtype)
-        norms = []
-        for lo in range(0, CALIBRATION_SAMPLES, CALIBRATION_CHUNK):
-            x = to_backend(z[lo:lo + CALIBRATION_CHUNK], self.backend)
-            if self.recipe["conditional"]:
-                x = self._g_input(x, np.arange(lo, lo + len(x)) % 10)
-            norms.append(jacobian_norms(net, x, n_inputs=self.recipe["z_dim"])[1])
-        return truncation_threshold(np.concatenate(norms), q)
+        x = to_backend(z, self.backend)
+        if self.recipe["conditional"]:
+            x = self._g_input(x, np.arange(CALIBRATION_SAMPLES) % 10)
+        norms = jacobian_norms_in_chunks(net, x, self.recipe["z_dim"], CALIBRATION_CHUNK)[1]
+        return truncation_threshold(norms, q)
 
     def _truncate(self, truncate):
         """The fraction Jacobian truncation rejects: the recipe's for None, else ``truncate`` checked."""

@@ -59,6 +59,21 @@ def jacobian_norms(net, z, n_inputs=None):
     return y, np.sqrt(np.asarray(to_backend(sq, "numpy"), dtype=np.float64))
 
 
+def jacobian_norms_in_chunks(net, z, n_inputs=None, chunk=None):
+    """jacobian_norms of ``z`` (N, n), at most ``chunk`` rows per pass (None: all at once): the same
+    (y, norms), with the memory of one chunk's tape and tangents."""
+    _check_chunk("jacobian_norms_in_chunks", chunk)
+    step = max(len(z) if chunk is None else int(chunk), 1)               # (N = 0: one empty pass)
+    parts = [jacobian_norms(net, z[lo:lo + step], n_inputs) for lo in range(0, max(len(z), 1), step)]
+    y = parts[0][0] if len(parts) == 1 else get_xp(parts[0][0]).concatenate([p[0] for p in parts])
+    return y, np.concatenate([p[1] for p in parts])
+
+
+def _check_chunk(where, chunk):
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1):
+        raise ValueError(f"{where}: chunk must be an int >= 1 (inputs per Jacobian pass) or None, got {chunk!r}")
+
+
 def truncation_threshold(norms, q):
     """tau: the (1 - q) quantile of calibration ``norms`` (the largest norm kept), so that a fraction
     q of that noise lies above it; q = 0 keeps everything (tau = inf)."""
@@ -80,17 +95,12 @@ def truncated_sample(net, draw, n, tau, n_inputs=None, max_rounds=1000, chunk=No
     sampler would use, so the two agree wherever the first draw is kept.  ``chunk``: the most inputs
     one Jacobian pass takes (its tape and tangents grow with them: memory); None: all at once.  Each
     round's noise is drawn at once whatever the chunk, so the draws do not depend on it."""
-    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1):
-        raise ValueError(f"truncated_sample: chunk must be an int >= 1 (inputs per Jacobian pass) or None, "
-                         f"got {chunk!r}")
+    _check_chunk("truncated_sample", chunk)
     pending = np.arange(n)
     out = None
     for _ in range(max_rounds):
         z = draw(pending)
-        step = max(len(z) if chunk is None else int(chunk), 1)           # (n = 0: one empty pass)
-        parts = [jacobian_norms(net, z[lo:lo + step], n_inputs) for lo in range(0, max(len(z), 1), step)]
-        y = parts[0][0] if len(parts) == 1 else get_xp(parts[0][0]).concatenate([p[0] for p in parts])
-        norms = np.concatenate([p[1] for p in parts])
+        y, norms = jacobian_norms_in_chunks(net, z, n_inputs, chunk)
         if out is None:
             out = get_xp(y).zeros((n,) + tuple(y.shape[1:]), dtype=y.dtype)
         keep = norms <= tau
