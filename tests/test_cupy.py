@@ -144,7 +144,7 @@ def test_penalties_on_cupy_match_numpy(penalty, spectral):
     LeakyReLU; spectrally normed or not) on the GPU as on the CPU, float64."""
     from minigan.gan import r1_penalty, wgan_gp_penalty
     from minigan.gan.models import build_nets, recipe_for
-    recipe = recipe_for("dcgan-mnist", dtype="float64", spectral_norm=spectral)
+    recipe = recipe_for("dcgan-mnist", dtype="float64", spectral_norm=spectral, d_norm="batch")
     D = build_nets("dcgan-mnist", recipe, seed=2)[1]
     gD = build_nets("dcgan-mnist", recipe, seed=2)[1].to("cupy")
     rng = np.random.default_rng(4)

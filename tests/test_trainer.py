@@ -472,6 +472,37 @@ def test_g_norm_puts_batchnorm_in_the_mlp_mnist_generators_only():
         Trainer(G=G, D=D, data=np.zeros((8, 2), np.float32), z_dim=4, g_norm="batch")
 
 
+def test_d_norm_puts_batchnorm_in_the_dcgan_critics_only(tmp_path):
+    from minigan.gan.models import build_nets, recipe_for
+    for preset in ("dcgan-mnist", "dcgan-stacked"):
+        _, D = build_nets(preset, recipe_for(preset, d_norm="batch"))
+        kinds = [type(m).__name__ for m in D.layers]
+        assert kinds == ["Conv2d", "LeakyReLU", "Conv2d", "BatchNorm2d", "LeakyReLU", "Flatten", "Linear"]
+        assert D.layers[0].bias and not D.layers[2].bias          # (the norm would cancel a bias)
+        _, D = build_nets(preset, recipe_for(preset, d_norm="none", d_dropout=0.2))
+        kinds = [type(m).__name__ for m in D.layers]
+        assert kinds == ["Conv2d", "LeakyReLU", "Dropout", "Conv2d", "LeakyReLU", "Dropout", "Flatten", "Linear"]
+        assert D.layers[0].bias and D.layers[3].bias
+    with pytest.raises(ValueError, match="preset 'mlp-mnist' has a fixed D"):
+        Trainer("mlp-mnist", d_norm="batch")
+    with pytest.raises(ValueError, match="unknown d_norm 'layer'; expected one of none, batch"):
+        Trainer("dcgan-mnist", d_norm="layer")
+    G = minigan.Sequential(minigan.nn.Linear(4, 2), seed=0)
+    D = minigan.Sequential(minigan.nn.Linear(2, 1), seed=0)
+    with pytest.raises(ValueError, match="recipe key 'd_norm' builds a preset's nets"):
+        Trainer(G=G, D=D, data=np.zeros((8, 2), np.float32), z_dim=4, d_norm="batch")
+    # a DCGAN run saved before the key had BatchNorm in D, and resumes so, whatever the preset's default
+    for norm in ("batch", "none"):
+        run = tmp_path / norm
+        Trainer("dcgan-mnist", seed=0, steps=1, batch_size=4, data_dir=shared_data("mnist"), out_dir=run,
+                sample_every=0, d_norm=norm).run(progress=False)
+        if norm == "batch":
+            drop_recipe_key(run, "d_norm")
+        back = Trainer.resume(run)
+        assert back.recipe["d_norm"] == norm and back.step == 1
+        assert any(type(m).__name__ == "BatchNorm2d" for m in back.D.layers) == (norm == "batch")
+
+
 def test_sample_runs_g_in_chunks_on_the_same_noise(monkeypatch):
     """sample() draws all its noise first and runs G on at most SAMPLE_CHUNK inputs at a time (stacked
     MNIST's 26,000 samples at once exhausted 24 GB): the samples are those of one pass over all of it."""

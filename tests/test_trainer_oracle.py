@@ -191,7 +191,10 @@ RECIPES = {
                       betas_d=[0.3, 0.95], batch_size=16)),
     "dcgan-mnist (BatchNorm), R1": (
         "dcgan-mnist", dict(objective="non_saturating", penalty="r1", penalty_weight=1.0, batch_size=8,
-                            grad_clip=1.0)),
+                            grad_clip=1.0, d_norm="batch")),
+    "dcgan-mnist (no BatchNorm in D), WGAN-GP, EMA": (
+        "dcgan-mnist", dict(objective="wasserstein", penalty="wgan_gp", penalty_weight=10.0, batch_size=8,
+                            d_norm="none", ema=0.9)),
     "cgan-mnist (conditional) minimax": (
         "cgan-mnist", dict(objective="minimax", batch_size=8, l1=1e-4)),
     "mlp-mnist (BatchNorm G), hinge, EMA": (

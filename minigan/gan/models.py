@@ -36,6 +36,8 @@ DEFAULT_RECIPE = {
     "d_dropout": 0.0,             # dropout after D's hidden activations
     "g_norm": "none",             # none | batch: BatchNorm (then ReLU) after each hidden Linear of G, in the MLP
                                   # MNIST presets (mlp-mnist, cgan-mnist); the others' G is fixed
+    "d_norm": "none",             # none | batch: BatchNorm after the second conv of D, in the DCGAN presets
+                                  # (dcgan-mnist, dcgan-stacked); the others' D is fixed
     "pack": 1,                    # PacGAN: D judges `pack` samples at once (joined along features/channels)
     "penalty": "none",            # none | r1 (real data) | r2 (fakes) | wgan_gp: exact, second order (gan.penalties)
     "penalty_weight": 10.0,       # gamma of R1/R2, lambda of WGAN-GP
@@ -103,9 +105,10 @@ def _dcgan_mnist(r, channels=1):
          nn.ConvTranspose2d(128, 64, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),     # 28x28
          nn.Conv2d(64, channels, 3, padding=1), nn.Tanh()]
     drop = [nn.Dropout(r["d_dropout"])] if r["d_dropout"] else []
-    D = [nn.Conv2d(channels * r["pack"], 64, 4, stride=2, padding=1), _lrelu(), *drop,                                    # 14x14
-         nn.Conv2d(64, 128, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(128), _lrelu(), *drop,        # 7x7
-         nn.Flatten(), nn.Linear(128 * 7 * 7, 1)]
+    norm = r["d_norm"] == "batch"                     # (its conv then has no bias: the norm would cancel it)
+    D = [nn.Conv2d(channels * r["pack"], 64, 4, stride=2, padding=1), _lrelu(), *drop,                     # 14x14
+         nn.Conv2d(64, 128, 4, stride=2, padding=1, bias=not norm), *([nn.BatchNorm2d(128)] if norm else []),  # 7x7
+         _lrelu(), *drop, nn.Flatten(), nn.Linear(128 * 7 * 7, 1)]
     return G, D
 
 
@@ -165,11 +168,11 @@ PRESETS = {
                         "MLP GAN on MNIST (z=100; G: BatchNorm and ReLU, tanh output; D: LeakyReLU, dropout; "
                         "hinge loss, EMA of G)"),
     "dcgan-mnist": Preset(_dcgan_mnist, dict(data="mnist", z_dim=100, steps=5000, batch_size=128, init="dcgan",
-                                             ema=0.999), "DCGAN on 28x28 MNIST"),
+                                             ema=0.999, d_norm="batch"), "DCGAN on 28x28 MNIST"),
     "resnet-mnist": Preset(_resnet_mnist, dict(data="mnist", z_dim=128, steps=5000, batch_size=64, ema=0.999),
                            "ResNet GAN on MNIST: residual up-blocks in G, down-blocks in D"),
     "dcgan-stacked": Preset(lambda r: _dcgan_mnist(r, channels=3), dict(
-        data="stacked-mnist", z_dim=100, steps=5000, batch_size=64, init="dcgan", ema=0.999),
+        data="stacked-mnist", z_dim=100, steps=5000, batch_size=64, init="dcgan", ema=0.999, d_norm="batch"),
         "DCGAN on stacked MNIST: three digits as RGB channels, 1000 modes"),
     "cgan-mnist": Preset(_mlp_mnist, dict(data="mnist", z_dim=100, steps=10000, batch_size=128, conditional=True),
                          "conditional MLP GAN on MNIST: one-hot digit joined to z and to D's input"),
@@ -189,6 +192,9 @@ def recipe_for(name, **overrides):
     if not sized and recipe["width"]:
         raise ValueError(f"width sets the hidden width of the ring8 and grid25 MLPs; preset {name!r} has a "
                          f"fixed architecture (expected width 0, got {recipe['width']!r})")
+    if recipe["d_norm"] != "none" and name not in DCGAN_PRESETS:
+        raise ValueError(f"d_norm sets the normalisation of the DCGAN presets' D ({', '.join(DCGAN_PRESETS)}); "
+                         f"preset {name!r} has a fixed D (expected d_norm 'none', got {recipe['d_norm']!r})")
     if recipe["g_norm"] != "none" and PRESETS[name].build is not _mlp_mnist:
         raise ValueError(f"g_norm sets the normalisation of the MLP MNIST presets' G (mlp-mnist, cgan-mnist); "
                          f"preset {name!r} has a fixed G (expected g_norm 'none', got {recipe['g_norm']!r})")
@@ -215,8 +221,9 @@ def check_recipe(recipe):
     if recipe["ema"] >= 1:
         raise ValueError(f"ema must be a decay in [0, 1), got {recipe['ema']!r}")
     check_truncate(recipe["truncate"])
-    if recipe["g_norm"] not in G_NORMS:
-        raise ValueError(f"unknown g_norm {recipe['g_norm']!r}; expected one of {', '.join(G_NORMS)}")
+    for key in ("g_norm", "d_norm"):
+        if recipe[key] not in NORMS:
+            raise ValueError(f"unknown {key} {recipe[key]!r}; expected one of {', '.join(NORMS)}")
     if recipe["pack"] < 1 or recipe["batch_size"] % recipe["pack"]:
         raise ValueError(f"pack must be >= 1 and divide batch_size, got pack={recipe['pack']}, "
                          f"batch_size={recipe['batch_size']}")
@@ -232,7 +239,8 @@ def check_recipe(recipe):
 
 
 PENALTIES = ("none", "r1", "r2", "wgan_gp")
-G_NORMS = ("none", "batch")
+NORMS = ("none", "batch")            # the values of g_norm and d_norm
+DCGAN_PRESETS = ("dcgan-mnist", "dcgan-stacked")
 # the width of the presets' MLPs before `width` was a recipe key: what their runs saved without it were built with
 LEGACY_WIDTH = {"ring8": 128, "grid25": 256}
 
@@ -240,7 +248,8 @@ LEGACY_WIDTH = {"ring8": 128, "grid25": 256}
 def legacy_recipe(preset):
     """What a run of ``preset`` saved before a key existed did, for the keys where that is not the key's
     default of today (every other missing key takes DEFAULT_RECIPE's value)."""
-    return {"width": LEGACY_WIDTH.get(preset, 0), "ema_bn_batches": 0}
+    return {"width": LEGACY_WIDTH.get(preset, 0), "ema_bn_batches": 0,
+            "d_norm": "batch" if preset in DCGAN_PRESETS else "none"}
 
 
 def spectral_normed(layers):
