@@ -65,7 +65,7 @@ def _assert_same_run(a, b):
     ("ring8", ["--steps", "20", "--penalty", "r2", "--set", "d_dropout=0.2"]),       # the penalty's own dropout masks
     ("ring8", ["--steps", "20", "--penalty", "wgan_gp", "--set", "n_critic=2", "--set", "pack=2"]),
     ("grid25", ["--steps", "20", "--penalty", "r1", "--penalty-every", "2", "--spectral-norm"]),
-    ("dcgan-mnist", ["--steps", "12", "--batch-size", "32", "--set", "checkpoint_every=6"]),
+    ("dcgan-mnist", ["--steps", "12", "--batch-size", "32", "--set", "checkpoint_every=6", "--set", "d_norm=batch"]),
 ])
 def test_two_ranks_land_where_one_process_lands(tmp_path, preset, extra):
     data = ["--data-dir", str(shared_data("mnist"))] if "mnist" in preset else []
@@ -91,7 +91,8 @@ def test_a_batch_that_does_not_split_is_refused_before_any_work(tmp_path):
     assert r.returncode != 0 and "must split into 2 equal per-rank batches" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "x" / "log.jsonl").exists()
     cmd = [MPIEXEC, "-n", "2", sys.executable, "-m", "minigan", "train", "--preset", "dcgan-mnist", "--data-dir",
-           str(shared_data("mnist")), "--penalty", "r1", "--batch-size", "8", "--steps", "1", "--out", "y", "--quiet"]
+           str(shared_data("mnist")), "--set", "d_norm=batch", "--penalty", "r1", "--batch-size", "8", "--steps", "1",
+           "--out", "y", "--quiet"]
     r = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "through a BatchNorm critic is not data-parallel" in r.stderr
     assert "Traceback" not in r.stderr
