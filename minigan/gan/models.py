@@ -198,12 +198,10 @@ def recipe_for(name, **overrides):
     if not sized and recipe["width"]:
         raise ValueError(f"width sets the hidden width of the ring8 and grid25 MLPs; preset {name!r} has a "
                          f"fixed architecture (expected width 0, got {recipe['width']!r})")
-    if recipe["d_norm"] != "none" and name not in DCGAN_PRESETS:
-        raise ValueError(f"d_norm sets the normalisation of the DCGAN presets' D ({', '.join(DCGAN_PRESETS)}); "
-                         f"preset {name!r} has a fixed D (expected d_norm 'none', got {recipe['d_norm']!r})")
-    if recipe["g_norm"] != "none" and PRESETS[name].build is not _mlp_mnist:
-        raise ValueError(f"g_norm sets the normalisation of the MLP MNIST presets' G (mlp-mnist, cgan-mnist); "
-                         f"preset {name!r} has a fixed G (expected g_norm 'none', got {recipe['g_norm']!r})")
+    for key, (kind, net, presets) in NORMED.items():
+        if recipe[key] != "none" and name not in presets:
+            raise ValueError(f"{key} sets the normalisation of the {kind} presets' {net} ({', '.join(presets)}); "
+                             f"preset {name!r} has a fixed {net} (expected {key} 'none', got {recipe[key]!r})")
     return recipe
 
 
@@ -247,6 +245,8 @@ def check_recipe(recipe):
 PENALTIES = ("none", "r1", "r2", "wgan_gp")
 NORMS = ("none", "batch")            # the values of g_norm and d_norm
 DCGAN_PRESETS = ("dcgan-mnist", "dcgan-stacked")
+# the presets whose net each key normalises (the others' is fixed): key -> (what they are, which net, presets)
+NORMED = {"g_norm": ("MLP MNIST", "G", ("mlp-mnist", "cgan-mnist")), "d_norm": ("DCGAN", "D", DCGAN_PRESETS)}
 # the width of the presets' MLPs before `width` was a recipe key: what their runs saved without it were built with
 LEGACY_WIDTH = {"ring8": 128, "grid25": 256}
 
