@@ -226,7 +226,7 @@ def check_recipe(recipe):
     if recipe["ema"] >= 1:
         raise ValueError(f"ema must be a decay in [0, 1), got {recipe['ema']!r}")
     check_truncate(recipe["truncate"])
-    for key in ("g_norm", "d_norm"):
+    for key in NORMED:                            # (g_norm, d_norm)
         if recipe[key] not in NORMS:
             raise ValueError(f"unknown {key} {recipe[key]!r}; expected one of {', '.join(NORMS)}")
     if recipe["pack"] < 1 or recipe["batch_size"] % recipe["pack"]:
