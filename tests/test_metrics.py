@@ -109,6 +109,32 @@ def test_evaluation_during_training_goes_into_the_log(tmp_path):
     assert [r["step"] for r in evals] == [2, 4] and "modes" in evals[0]["eval"]
 
 
+def test_score_mnist_samples_gives_what_evaluate_gives():
+    """Any generator's samples are scored against the same real images as a run's evaluate."""
+    from minigan.gan.trainer import Trainer
+
+    t = Trainer("mlp-mnist", seed=0, steps=2, batch_size=16, data_dir=shared_data("mnist"))
+    t.run(progress=False)
+    out = metrics.evaluate(t, n=300, seed=3)
+    fake = t.sample(300, seed=3, ema=out["sampler"] == "ema")
+    got = metrics.score_mnist_samples(fake, t.host_images, n=300, seed=3)
+    assert got["n"] == 300 and got["floor"] == out["floor"]
+    assert {k: got[k] for k in ("fid", "precision", "recall", "digit_kl")} == \
+        {k: out[k] for k in ("fid", "precision", "recall", "digit_kl")}
+    pick = np.random.default_rng(9).permutation(len(t.host_images))[:300]     # real digits score near the floor
+    real = t.host_images[pick].astype(np.float32)[:, None] / 127.5 - 1
+    near = metrics.score_mnist_samples(real, t.host_images, n=300, seed=3)
+    assert near["fid"] < 2 * near["floor"]["fid"] < out["fid"]
+    with pytest.raises(ValueError, match="look scaled to"):
+        metrics.score_mnist_samples((real + 1) / 2, t.host_images, n=300)
+    with pytest.raises(ValueError, match="299 samples given, 300 needed"):
+        metrics.score_mnist_samples(real[:299], t.host_images, n=300)
+    with pytest.raises(ValueError, match="n must be an int >= 2 with 2n <="):
+        metrics.score_mnist_samples(real, t.host_images[:500], n=300)
+    with pytest.raises(ValueError, match="images must be uint8 MNIST digits"):
+        metrics.score_mnist_samples(real, real, n=100)
+
+
 @pytest.mark.parametrize("preset", ["grid25", "dcgan-mnist", "resnet-mnist", "cgan-mnist"])
 def test_evaluate_every_other_preset(preset):
     from minigan.gan.trainer import Trainer

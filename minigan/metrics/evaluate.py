@@ -12,6 +12,7 @@ from .mixtures import mode_coverage
 
 MIXTURE_SAMPLES = 2500          # the PacGAN protocol
 STACKED_SAMPLES = 26000         # the VEEGAN / PacGAN stacked-MNIST protocol
+MNIST_SAMPLES = 5000            # generated and real images each (the floor's two real halves: 2 x 5,000)
 
 
 def _custom_metrics(trainer, features, n, seed, rng):
@@ -37,6 +38,33 @@ def _feature_metrics(real, fake):
     precision, recall = precision_recall(fr, ff, k=3)
     return {"fid": fid(fr, ff), "inception_score": inception_score(softmax(logits)),
             "precision": precision, "recall": recall, "digit_kl": kl_to_uniform(logits.argmax(axis=1), 10)}
+
+
+def _real_halves(images, n, rng, clf):
+    """Two disjoint sets of n real images (uint8 (N, 28, 28)) drawn by ``rng``, through the classifier:
+    the reference set, and the other half of the real-vs-real floor."""
+    order = rng.permutation(len(images))
+    halves = (images[order[i * n:(i + 1) * n]].astype(np.float32)[:, None] / 127.5 - 1 for i in (0, 1))
+    return tuple(clf.features_and_logits(x) for x in halves)                # one classifier pass per set
+
+
+def score_mnist_samples(samples, images, n=MNIST_SAMPLES, seed=0, classifier=None):
+    """-> the MNIST metrics of any generator's ``samples`` ((N, 1, 28, 28) in [-1, 1], N >= n; its
+    first n are scored) against n real ``images`` (uint8 (M, 28, 28), M >= 2n), with the real-vs-real
+    floor beside them: the numbers ``evaluate`` gives a minigan run with the same images, n and seed
+    (the same real images are drawn), so a generator trained elsewhere can be read against a run's."""
+    images = np.asarray(images)
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+        raise ValueError(f"score_mnist_samples: images must be uint8 MNIST digits (M, 28, 28), as load_mnist "
+                         f"returns; got {images.dtype} {images.shape}")
+    if not isinstance(n, (int, np.integer)) or n < 2 or 2 * n > len(images):
+        raise ValueError(f"score_mnist_samples: n must be an int >= 2 with 2n <= {len(images)} real images "
+                         f"(the reference set and the floor's other half), got {n!r}")
+    if len(samples) < n:
+        raise ValueError(f"score_mnist_samples: {len(samples)} samples given, {n} needed (n={n})")
+    clf = classifier or MnistClassifier()
+    a, b = _real_halves(images, int(n), np.random.default_rng(seed), clf)
+    return {"n": int(n), **_feature_metrics(a, clf.features_and_logits(samples[:n])), "floor": _feature_metrics(a, b)}
 
 
 def _samplers(trainer):
@@ -99,11 +127,8 @@ def evaluate(trainer, n=None, seed=0, classifier=None, features=None):
             "n": n, "floor": {"modes": int(len(np.unique(real_modes))), "kl": kl_to_uniform(real_modes, 1000)}})
         return _untruncated(trainer, out, lambda sampler: modes(sampler, 0))
     images = trainer.host_images
-    n = min(n or 5000, len(images) // 2)
-    order = rng.permutation(len(images))
-    real_a = images[order[:n]].astype(np.float32)[:, None] / 127.5 - 1
-    real_b = images[order[n:2 * n]].astype(np.float32)[:, None] / 127.5 - 1
-    a, b = (clf.features_and_logits(x) for x in (real_a, real_b))            # one classifier pass per set
+    n = min(n or MNIST_SAMPLES, len(images) // 2)
+    a, b = _real_halves(images, n, rng, clf)
 
     def features_of(sampler, truncate=None):
         fake = trainer.sample(n, seed=seed, ema=sampler == "ema", truncate=truncate)
