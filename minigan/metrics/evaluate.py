@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from ..backend import to_backend
 from ..data import stacked_mnist
 from .classifier import MnistClassifier, softmax
 from .features import fid, inception_score, kl_to_uniform, precision_recall
@@ -49,10 +50,11 @@ def _real_halves(images, n, rng, clf):
 
 
 def score_mnist_samples(samples, images, n=MNIST_SAMPLES, seed=0, classifier=None):
-    """-> the MNIST metrics of any generator's ``samples`` ((N, 1, 28, 28) in [-1, 1], N >= n; its
-    first n are scored) against n real ``images`` (uint8 (M, 28, 28), M >= 2n), with the real-vs-real
+    """-> the MNIST metrics of any generator's ``samples`` ((N, 1, 28, 28) in [-1, 1], N >= n, numpy or
+    CuPy; its first n are scored) against n real ``images`` (uint8 (M, 28, 28), M >= 2n), with the real-vs-real
     floor beside them: the numbers ``evaluate`` gives a minigan run with the same images, n and seed
     (the same real images are drawn), so a generator trained elsewhere can be read against a run's."""
+    images, samples = to_backend(images, "numpy"), to_backend(samples, "numpy")   # CuPy arrays come to the host
     images = np.asarray(images)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
         raise ValueError(f"score_mnist_samples: images must be uint8 MNIST digits (M, 28, 28), as load_mnist "
