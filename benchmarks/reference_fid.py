@@ -1,8 +1,8 @@
 """A yardstick for the MNIST rows of quality.md: the score, on minigan's metric, of a DCGAN generator that
 someone else trained with PyTorch (../shared/data/torch-dcgan-mnist, see its README).
 
-    MINIGAN_DATA=../shared/data/mnist python benchmarks/reference_fid.py [--n 5000] [--seeds 1 2 3]
-                                                                          [--runs RUN_DIR ...]
+    python benchmarks/reference_fid.py [--n 5000] [--seeds 1 2 3]
+                                      [--runs RUN_DIR ...]
 
 The generator is rebuilt from its state dict (the layers of tests/test_torch_dcgan.py, which proves
 minigan reproduces PyTorch's outputs to 1e-10 in float64), sampled in eval mode (its BatchNorm running
@@ -22,7 +22,8 @@ from minigan import metrics
 from minigan.data.mnist import load_mnist
 
 HERE = Path(__file__).resolve().parent
-WEIGHTS = HERE.parent.parent / "shared" / "data" / "torch-dcgan-mnist" / "generator.npz"
+SHARED = Path(os.environ.get("MINIGAN_SHARED", HERE.parent.parent / "shared"))     # as the tests find it
+WEIGHTS = SHARED / "data" / "torch-dcgan-mnist" / "generator.npz"
 
 
 def torch_generator(path=WEIGHTS):
@@ -41,7 +42,7 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=5000, help="generated and real images each (minigan eval's 5,000)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="noise seeds for the generators")
     ap.add_argument("--weights", default=str(WEIGHTS))
-    ap.add_argument("--data-dir", default=os.environ.get("MINIGAN_DATA"))
+    ap.add_argument("--data-dir", default=os.environ.get("MINIGAN_DATA", SHARED / "data" / "mnist"))
     ap.add_argument("--runs", nargs="*", default=[], help="minigan run folders to score beside it")
     args = ap.parse_args(argv)
     images = load_mnist(args.data_dir)[0]

@@ -4,6 +4,8 @@ import sys
 
 import numpy as np
 
+from conftest import shared_data
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
 import gan_step  # noqa: E402
 import gemm_rate  # noqa: E402
@@ -72,3 +74,15 @@ def test_quality_tables_of_one_seed_say_so_instead_of_a_nan_spread():
     assert "1 seed: FID 64.70, **13.7 x the real-vs-real floor**, digit KL 0.0210;" in "\n".join(q.table("dcgan-mnist", image))
     two = ring + [dict(ring[0], seed=4, hq_fraction=0.965)]
     assert "(2 seeds, mean +- std) | 8.00 +- 0.00 | 97.0 +- 0.7 |" in "\n".join(q.table("ring8", two))
+
+
+def test_reference_fid_scores_the_torch_generator_far_above_the_floor(capsys):
+    """The yardstick script runs end to end on the shared generator and MNIST (a few samples)."""
+    shared_data("torch-dcgan-mnist", "generator.npz")
+    import reference_fid
+    reference_fid.main(["--n", "200", "--seeds", "1", "--weights", str(shared_data("torch-dcgan-mnist", "generator.npz")),
+                        "--data-dir", str(shared_data("mnist"))])
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| torch DCGAN")]
+    assert len(rows) == 1
+    fid, floor = (float(v) for v in rows[0].split("|")[3:5])
+    assert fid > 2 * floor > 0
