@@ -78,10 +78,9 @@ def test_quality_tables_of_one_seed_say_so_instead_of_a_nan_spread():
 
 def test_reference_fid_scores_the_torch_generator_far_above_the_floor(capsys):
     """The yardstick script runs end to end on the shared generator and MNIST (a few samples)."""
-    shared_data("torch-dcgan-mnist", "generator.npz")
     import reference_fid
-    reference_fid.main(["--n", "200", "--seeds", "1", "--weights", str(shared_data("torch-dcgan-mnist", "generator.npz")),
-                        "--data-dir", str(shared_data("mnist"))])
+    reference_fid.main(["--n", "200", "--seeds", "1", "--data-dir", str(shared_data("mnist")),
+                        "--weights", str(shared_data("torch-dcgan-mnist", "generator.npz"))])
     rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| torch DCGAN")]
     assert len(rows) == 1
     fid, floor = (float(v) for v in rows[0].split("|")[3:5])

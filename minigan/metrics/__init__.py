@@ -5,6 +5,6 @@ from .evaluate import better_sampler, evaluate, sampler_score, score_mnist_sampl
 from .features import fid, frechet_distance, gaussian_stats, inception_score, kl_to_uniform, precision_recall
 from .mixtures import mode_coverage
 
-__all__ = ["MnistClassifier", "classifier_net", "better_sampler", "evaluate", "sampler_score", "score_mnist_samples", "fid",
-           "frechet_distance", "gaussian_stats", "inception_score", "kl_to_uniform", "precision_recall",
+__all__ = ["MnistClassifier", "classifier_net", "better_sampler", "evaluate", "sampler_score", "score_mnist_samples",
+           "fid", "frechet_distance", "gaussian_stats", "inception_score", "kl_to_uniform", "precision_recall",
            "mode_coverage"]
