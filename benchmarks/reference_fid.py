@@ -4,8 +4,8 @@ someone else trained with PyTorch (../shared/data/torch-dcgan-mnist, see its REA
     python benchmarks/reference_fid.py [--n 5000] [--seeds 1 2 3]
                                       [--runs RUN_DIR ...]
 
-The generator is rebuilt from its state dict (the layers of tests/test_torch_dcgan.py, which proves
-minigan reproduces PyTorch's outputs to 1e-10 in float64), sampled in eval mode (its BatchNorm running
+The generator is rebuilt from its state dict (``torch_generator_net``, the net tests/test_torch_dcgan.py
+proves against PyTorch's outputs to 1e-10 in float64), sampled in eval mode (its BatchNorm running
 statistics, as PyTorch's eval()) from z ~ N(0, 1) of shape (64, 1, 1), and scored by
 ``metrics.score_mnist_samples``: the same real images, classifier features, floor and sample count as
 ``minigan eval`` gives a run.  ``--runs`` scores minigan runs beside it (their chosen sampler, the same
@@ -26,12 +26,18 @@ SHARED = Path(os.environ.get("MINIGAN_SHARED", HERE.parent.parent / "shared"))  
 WEIGHTS = SHARED / "data" / "torch-dcgan-mnist" / "generator.npz"
 
 
+def torch_generator_net(dtype=np.float32):
+    """The third party's generator as a flat Sequential (the layout of its README), unloaded; the net
+    tests/test_torch_dcgan.py loads and proves against PyTorch's outputs."""
+    CT, BN, R = minigan.ConvTranspose2d, minigan.BatchNorm2d, minigan.ReLU
+    return minigan.Sequential(CT(64, 256, 3, stride=2), BN(256), R(), CT(256, 128, 4, stride=1), BN(128), R(),
+                              CT(128, 64, 3, stride=2), BN(64), R(), CT(64, 1, 4, stride=2), minigan.Tanh(),
+                              dtype=dtype, seed=0)
+
+
 def torch_generator(path=WEIGHTS):
     """-> (G with the third party's weights, float32, its z shape per sample)."""
-    CT, BN, R = minigan.ConvTranspose2d, minigan.BatchNorm2d, minigan.ReLU
-    G = minigan.Sequential(CT(64, 256, 3, stride=2), BN(256), R(), CT(256, 128, 4, stride=1), BN(128), R(),
-                           CT(128, 64, 3, stride=2), BN(64), R(), CT(64, 1, 4, stride=2), minigan.Tanh(),
-                           dtype=np.float32, seed=0)
+    G = torch_generator_net(np.float32)
     data = minigan.load(path)
     G.load_state_dict({k: v for k, v in data.items() if k[0].isdigit()})
     return G, data["z"].shape[1:]

@@ -3,17 +3,15 @@ its state dict loads with no transposes and minigan reproduces PyTorch's outputs
 import numpy as np
 import pytest
 
+import os
+import sys
+
 import minigan
 
 from conftest import shared_data
 
-
-def generator(dtype):
-    CT, BN, R = minigan.ConvTranspose2d, minigan.BatchNorm2d, minigan.ReLU
-    return minigan.Sequential(CT(64, 256, 3, stride=2), BN(256), R(),
-                              CT(256, 128, 4, stride=1), BN(128), R(),
-                              CT(128, 64, 3, stride=2), BN(64), R(),
-                              CT(64, 1, 4, stride=2), minigan.Tanh(), dtype=dtype, seed=0)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
+from reference_fid import torch_generator_net as generator  # noqa: E402  (the net the yardstick scores)
 
 
 @pytest.mark.parametrize("dtype,key,tol", [(np.float64, "out_eval_float64", 1e-10),

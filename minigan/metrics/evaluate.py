@@ -54,8 +54,7 @@ def score_mnist_samples(samples, images, n=MNIST_SAMPLES, seed=0, classifier=Non
     CuPy; its first n are scored) against n real ``images`` (uint8 (M, 28, 28), M >= 2n), with the real-vs-real
     floor beside them: the numbers ``evaluate`` gives a minigan run with the same images, n and seed
     (the same real images are drawn), so a generator trained elsewhere can be read against a run's."""
-    images, samples = to_backend(images, "numpy"), to_backend(samples, "numpy")   # CuPy arrays come to the host
-    images = np.asarray(images)
+    images, samples = np.asarray(to_backend(images, "numpy")), to_backend(samples, "numpy")   # CuPy to the host
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
         raise ValueError(f"score_mnist_samples: images must be uint8 MNIST digits (M, 28, 28), as load_mnist "
                          f"returns; got {images.dtype} {images.shape}")
@@ -64,9 +63,9 @@ def score_mnist_samples(samples, images, n=MNIST_SAMPLES, seed=0, classifier=Non
                          f"(the reference set and the floor's other half), got {n!r}")
     if len(samples) < n:
         raise ValueError(f"score_mnist_samples: {len(samples)} samples given, {n} needed (n={n})")
-    clf = classifier or MnistClassifier()
-    a, b = _real_halves(images, int(n), np.random.default_rng(seed), clf)
-    return {"n": int(n), **_feature_metrics(a, clf.features_and_logits(samples[:n])), "floor": _feature_metrics(a, b)}
+    n, clf = int(n), classifier or MnistClassifier()
+    a, b = _real_halves(images, n, np.random.default_rng(seed), clf)
+    return {"n": n, **_feature_metrics(a, clf.features_and_logits(samples[:n])), "floor": _feature_metrics(a, b)}
 
 
 def _samplers(trainer):
