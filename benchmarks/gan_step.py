@@ -135,7 +135,7 @@ def syncs(backend):
     if backend == "cupy":
         import cupy
         import torch
-        return (lambda: cupy.cuda.get_current_device().synchronize()), torch.cuda.synchronize
+        return (lambda: cupy.cuda.Device().synchronize()), torch.cuda.synchronize
     return (lambda: None), (lambda: None)
 
 
@@ -171,11 +171,11 @@ def count_launches(args):
         fn()
         torch.cuda.synchronize()
         import cupy
-        cupy.cuda.get_current_device().synchronize()
+        cupy.cuda.Device().synchronize()
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             for _ in range(3):
                 fn()
-            cupy.cuda.get_current_device().synchronize()
+            cupy.cuda.Device().synchronize()
             torch.cuda.synchronize()
         events = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
         copies = [e for e in events if e.name.lower().startswith(("memcpy", "memset"))]
@@ -211,7 +211,7 @@ def memory_child(args):
         with (hook if hook is not None else _nothing()):
             for _ in range(3):
                 fn()
-            cupy.cuda.get_current_device().synchronize()
+            cupy.cuda.Device().synchronize()
             torch.cuda.synchronize()
         peak = hook.peak if hook is not None else torch.cuda.max_memory_allocated()
         print(json.dumps({"peak": int(peak)}))

@@ -75,7 +75,7 @@ class GemmRecorder:
 
     def seconds(self):
         if self.backend == "cupy":
-            self.xp.cuda.get_current_device().synchronize()
+            self.xp.cuda.Device().synchronize()
             return [self.xp.cuda.get_elapsed_time(s, e) / 1e3 for *_, (s, e) in self.calls]
         return [c[3] for c in self.calls]
 

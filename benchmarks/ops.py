@@ -30,7 +30,7 @@ from gan_step import set_tf32  # noqa: E402
 def _sync(backend):
     if backend == "cupy":
         import cupy
-        cupy.cuda.get_current_device().synchronize()
+        cupy.cuda.Device().synchronize()
 
 
 def median_ms_abba(fns, syncs, repeats):
