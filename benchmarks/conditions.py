@@ -88,7 +88,7 @@ class LoadMeter:
 def header(what, backend, threads, meter=None):
     """One header line (two when the run was under load) naming every condition of the run."""
     import torch
-    from minigan.ops import _numba
+    from minigan.ops import _cupy, _numba
     if backend == "cupy":
         device = f"{torch.cuda.get_device_name()} (TF32 off for both unless the line says otherwise)"
     else:
@@ -96,6 +96,8 @@ def header(what, backend, threads, meter=None):
     numba = "on" if backend == "numpy" and _numba.enabled() else "off"
     line = (f"# {what}; {device}; numpy {np.__version__}, torch {torch.__version__}; threads: torch "
             f"{torch.get_num_threads()}, BLAS {threads}; numba kernels {numba}")
+    if backend == "cupy":
+        line += f"; fused CuPy kernels {'on' if _cupy.enabled() else 'off'} (MINIGAN_CUPY_FUSED)"
     share = None if meter is None else meter.share()
     if share is not None:
         line += f"; other processes used {100 * share:.0f} % of the CPUs during the run"

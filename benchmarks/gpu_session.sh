@@ -24,13 +24,16 @@
 # and runs.tar.gz (each run's config, log and pictures).  A checkpoint (32 MB for dcgan-mnist) does
 # not come back (16 MiB a file): a run that has not finished and been scored inside the call is lost.
 # Each section is independent: a failing one is logged with its exit status and the script goes on.
-# With the fused CuPy kernels (minigan/ops/_cupy.py, #14) present, each `plain` section reruns its
-# check with MINIGAN_CUPY_FUSED=0 (the plain CuPy path, their oracle).
+# Every section runs with the fused CuPy kernels on (MINIGAN_CUPY_FUSED=1 unless the caller sets it;
+# they are off by default in the package until a device run proves them), and each `plain` section
+# reruns its check with MINIGAN_CUPY_FUSED=0 (the plain CuPy path, their oracle);
+# tests/test_cupy_fused.py compares the two itself.
 set -u
 part=${1:?usage: gpu_session.sh tests|bench|quality|all}
 out=${OUT:-gpu_session_out}
 logs=$(mktemp -d)
 mkdir -p "$out" && out=$(cd "$out" && pwd)     # (absolute: the quality part tars from another folder)
+export MINIGAN_CUPY_FUSED=${MINIGAN_CUPY_FUSED:-1}
 export PYTHONUNBUFFERED=1 MINIGAN_SHARED=${MINIGAN_SHARED:-$PWD/.gpu_carry/shared}
 summary="$out/summary-$part.txt"
 : > "$summary"
@@ -88,6 +91,7 @@ elif [ "$part" = all ]; then
     # A session's first device call, when one machine start must cover it all: the checks of `tests`
     # and `bench` in priority order with shorter limits, every section cut to end by $DEADLINE (s).
     deadline=${DEADLINE:-540}
+    section nvrtc 60 python3 tools/nvrtc_check.py
     section versions 40 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv;
         python3 -c "import sys, numpy, cupy, torch; print(sys.version.split()[0], \"numpy\", numpy.__version__,
         \"cupy\", cupy.__version__, \"torch\", torch.__version__, torch.cuda.get_device_name())"'
@@ -98,6 +102,7 @@ elif [ "$part" = all ]; then
     section step_mlp 50 python3 benchmarks/gan_step.py --workload mlp --backend cupy --count-launches --repeats 5 --steps-per-repeat 10
     section step_dcgan32 60 python3 benchmarks/gan_step.py --workload dcgan32 --backend cupy --count-launches --repeats 5 --steps-per-repeat 10
     section step_dcgan64 70 python3 benchmarks/gan_step.py --workload dcgan64 --backend cupy --batch 128 --count-launches --repeats 5 --steps-per-repeat 10
+    plain step_dcgan32 45 python3 benchmarks/gan_step.py --workload dcgan32 --backend cupy --count-launches --no-memory --repeats 5 --steps-per-repeat 10
     TAIL=16 section gemm_rate 45 python3 benchmarks/gemm_rate.py --backend cupy --workload dcgan32 --batch 1024
     section train_mnist 120 python3 -m minigan train --preset dcgan-mnist --backend cupy --steps 3000 --quiet \
         --data-dir "$MINIGAN_SHARED/data/mnist" --out "$logs/dcgan_mnist"

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from .backend import get_xp, to_backend
-from .ops import _numba
+from .ops import _cupy, _numba
 
 
 class Optimizer:
@@ -174,8 +174,9 @@ class Adam(Optimizer):
         m, v = st["exp_avg"], st["exp_avg_sq"]
         step_size = self.lr / (1 - b1 ** t)
         bc2_sqrt = (1 - b2 ** t) ** 0.5
-        if not self.amsgrad and _numba.adam(p, g, m, v, 1 - b1, b2, bc2_sqrt, self.eps, step_size):
-            return                      # the fused twin (ops/_numba.py) did the passes below in one
+        if not self.amsgrad and (_numba.adam(p, g, m, v, 1 - b1, b2, bc2_sqrt, self.eps, step_size)
+                                 or _cupy.adam(p, g, m, v, 1 - b1, b2, bc2_sqrt, self.eps, step_size)):
+            return                      # a fused twin (ops/_numba.py, ops/_cupy.py) did the passes below in one
         tmp = xp.empty_like(p)          # one scratch array: every pass below writes in place
         _lerp_(m, g, 1 - b1, tmp)
         v *= b2

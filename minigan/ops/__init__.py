@@ -4,7 +4,8 @@ with the tangents of both beside it (``*_jvp``, ``*_backward_jvp``: Pearlmutter'
 No classes and no state; layers in ``minigan.nn`` call these. Each backward checks that the
 upstream gradient has the shape of the forward's output: a shape bug is caught loudly here
 instead of being broadcast silently.  An op module holds the reference math only; a fast twin
-(``_numba.py``) is bound to its op in one visible line, ``@fast_twin(_numba.<name>)``.
+(``_numba.py`` on the CPU, ``_cupy.py`` on the GPU) is bound to its op in one visible line,
+``@fast_twin(_numba.<name>, _cupy.<name>)``.
 """
 import functools
 
@@ -30,15 +31,19 @@ def accurate_sum(x, axis, keepdims=False):
     return x.sum(axis=axis, keepdims=keepdims)
 
 
-def fast_twin(twin):
-    """Bind a fast twin to the reference op it decorates: ``twin`` takes the op's arguments and
-    returns its result, or None where it does not apply (no numba, arrays it does not handle), and
-    the reference math runs.  ``op.reference`` is the reference alone: the twin's test oracle."""
+def fast_twin(*twins):
+    """Bind fast twins to the reference op they decorate: each twin takes the op's arguments and
+    returns its result, or None where it does not apply (switched off, arrays it does not handle);
+    the first that applies answers, else the reference math runs.  ``op.reference`` is the reference
+    alone: the twins' test oracle."""
     def bind(reference):
         @functools.wraps(reference)
         def op(*args, **kwargs):
-            out = twin(*args, **kwargs)
-            return reference(*args, **kwargs) if out is None else out
+            for twin in twins:
+                out = twin(*args, **kwargs)
+                if out is not None:
+                    return out
+            return reference(*args, **kwargs)
         op.reference = reference
         return op
     return bind

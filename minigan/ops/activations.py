@@ -1,5 +1,5 @@
 """Elementwise nonlinearities. Each cache holds what its derivative needs and nothing more."""
-from . import _numba, add, check_dout, fast_twin
+from . import _cupy, _numba, add, check_dout, fast_twin
 from ..backend import get_xp
 
 
@@ -15,7 +15,7 @@ def relu_backward(dy, y):
     return gate(dy, y, dy.dtype.type(0))
 
 
-@fast_twin(_numba.gate)
+@fast_twin(_numba.gate, _cupy.gate)
 def gate(dy, y, s):
     """dx = dy where y > 0, s dy elsewhere (s >= 0): ReLU's (s = 0) and LeakyReLU's backward, and,
     their Jacobians being diagonal, their tangents too.  One multiply per element, bit-exact."""
@@ -28,7 +28,7 @@ def gate(dy, y, s):
     return dy * scale
 
 
-@fast_twin(_numba.leaky_relu)
+@fast_twin(_numba.leaky_relu, _cupy.leaky_relu)
 def leaky_relu(x, s):
     """y = x if x > 0 else s x  =  max(x, s x) for s <= 1 (min for s > 1), s in x's dtype.
     Branch-free on purpose: ``where`` with a random mask runs ~20x slower than two arithmetic

@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 
-from . import _numba, accurate_sum, add, check_dout, fast_twin, with_bias
+from . import _cupy, _numba, accurate_sum, add, check_dout, fast_twin, with_bias
 from ..backend import as_strided, get_xp
 
 
@@ -200,7 +200,7 @@ def free_column_buffer():
     _scratch.buf = None
 
 
-@fast_twin(_numba.gather_windows)
+@fast_twin(_numba.gather_windows, _cupy.gather_windows)
 def gather_windows(x, kernel, stride, dilation, pads, out_hw, out=None):
     """im2col: x (N, C, H, W), any memory order -> cols (N*OH*OW, KH*KW*C), C-contiguous, with
     cols[(n, oh, ow), (i, j, c)] = xpad[n, c, oh*sh + i*dh, ow*sw + j*dw]  (0 in the padding).
@@ -214,7 +214,7 @@ def gather_windows(x, kernel, stride, dilation, pads, out_hw, out=None):
     return cols.reshape(n * oh * ow, kh * kw * c)
 
 
-@fast_twin(_numba.scatter_windows)
+@fast_twin(_numba.scatter_windows, _cupy.scatter_windows)
 def scatter_windows(cols, hw, stride, dilation, pads, out=None):
     """col2im, the adjoint of ``gather_windows``: cols (N, OH, OW, KH, KW, C) -> (N, H, W, C) with
     out[n, oh*sh + i*dh - pt, ow*sw + j*dw - pl, c] += cols[n, oh, ow, i, j, c], the padding dropped.

@@ -3,7 +3,7 @@
 
 References: Ioffe & Szegedy (2015); Ba, Kiros & Hinton (2016); torch.nn.BatchNorm2d / LayerNorm docs.
 """
-from . import _numba, accurate_sum, add, check_dout, fast_twin, scaled
+from . import _cupy, _numba, accurate_sum, add, check_dout, fast_twin, scaled
 from .. import parallel
 from ..backend import get_xp
 
@@ -54,7 +54,7 @@ def _channel_shape(x):
     return (1, x.shape[1]) + (1,) * (x.ndim - 2)
 
 
-@fast_twin(_numba.batch_norm_forward)
+@fast_twin(_numba.batch_norm_forward, _cupy.batch_norm_forward)
 def batch_norm_forward(x, weight, bias, running_mean, running_var, train, momentum, eps):
     """y = gamma xhat + beta, per channel (axis 1).
 
@@ -83,7 +83,7 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, train, moment
     return y, (xhat, invstd, weight, train, axes)
 
 
-@fast_twin(_numba.batch_norm_backward)
+@fast_twin(_numba.batch_norm_backward, _cupy.batch_norm_backward)
 def batch_norm_backward(dy, cache, param_grads=True):
     """dgamma = sum(dy xhat);  dbeta = sum(dy);  dxhat = dy gamma; then
     train: dx = normalize_backward(dxhat)  (batch statistics depend on x);
