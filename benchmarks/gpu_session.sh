@@ -17,7 +17,7 @@
 #     bash benchmarks/gpu_session.sh bench     # gan_step (3 workloads), gemm_rate, ops, penalty_step,
 #                                              # dcgan-mnist training picture
 #     bash benchmarks/gpu_session.sh quality   # #12's conv rows with quality.py on cupy (PRESETS, SEEDS,
-#                                              # STEPS from the environment; see the part)
+#                                              # FIRST_SEED, STEPS, TRAIN_S from the environment; see the part)
 # What comes back ($OUT, at most 8 files): summary-PART.txt (every section's command, tail and exit
 # status), logs-PART.tar.gz (the whole logs, no checkpoints), for bench and all dcgan_mnist_samples.png,
 # for quality quality.md (benchmarks/quality.md with the new tables: copy its generated blocks back)
@@ -111,16 +111,19 @@ elif [ "$part" = all ]; then
     tail -n 3 "$logs/dcgan_mnist/log.jsonl" >> "$summary" 2>/dev/null
     TAIL=16 section penalty_step 60 python3 benchmarks/penalty_step.py --backend cupy
 elif [ "$part" = quality ]; then
-    runs=$(mktemp -d)
     # Measured 2026-12-04 on an H200 with the plain CuPy path: dcgan-mnist ~26 ms a step alone, ~30 ms
-    # with two runs sharing the GPU, so its default 16,000 steps (~8 min) plus scoring do not fit one
-    # call; pass STEPS (a recipe override, say so in the table) or one preset a call, until the fused
-    # kernels make a step cheaper.
+    # with two runs sharing the GPU, so its default 16,000 steps (~8 min) plus scoring did not fit one
+    # call; pass STEPS (a recipe override, say so in the table) or one preset a call.  Training stops at
+    # TRAIN_S seconds; every run is then scored where it got to (its last checkpoint, every 500 steps;
+    # the table names the unfinished runs), since a run left on the machine is lost with it.
+    runs=$(mktemp -d)
     set_steps=()
     [ -n "${STEPS:-}" ] && set_steps=(--set "steps=$STEPS")
-    TAIL=40 section quality 560 env MINIGAN_BACKEND=cupy MINIGAN_DATA="$MINIGAN_SHARED/data/mnist" \
-        python3 benchmarks/quality.py --presets ${PRESETS:-dcgan-mnist} --seeds ${SEEDS:-3} --jobs 3 \
-        --runs "$runs" "${set_steps[@]}"
+    q=(env MINIGAN_BACKEND=cupy MINIGAN_DATA="$MINIGAN_SHARED/data/mnist" python3 benchmarks/quality.py
+       --presets ${PRESETS:-dcgan-mnist} --seeds ${SEEDS:-3} --first-seed ${FIRST_SEED:-0} --runs "$runs")
+    TAIL=40 section quality "${TRAIN_S:-450}" "${q[@]}" --jobs 3 "${set_steps[@]}"
+    pkill -f "minigan train" && sleep 3           # (timeout stops quality.py, not the trainings it started)
+    TAIL=40 section quality_scored 100 "${q[@]}" --from-runs
     cp benchmarks/quality.md "$out/quality.md"
     (cd "$runs" && tar -czf "$out/runs.tar.gz" --exclude='*.npz' .) 2>/dev/null
 else

@@ -96,6 +96,7 @@ def score(run):
     wall = run / "wall_seconds.txt"
     m["wall"] = float(wall.read_text()) if wall.exists() else float("nan")
     m["recipe"], m["seed"] = cfg["recipe"], cfg["seed"]
+    m["step"] = int(read_checkpoint(run)["step"])       # the step scored (less than the recipe's when cut off)
     m["step_s"] = step_seconds(run)
     return m
 
@@ -145,6 +146,11 @@ def recipe_line(rows):
 def section(preset, rows, summary_lines, columns, cell):
     """A preset's section: heading, recipe, ``summary_lines``, then one table row per seed (``cell(r)`` ->
     the row's cells after the seed, under ``columns``)."""
+    unfinished = [r for r in rows if r.get("step") is not None and r["step"] < r["recipe"]["steps"]]
+    if unfinished:      # (a run cut off, e.g. at a device call's limit: scored at its last checkpoint)
+        summary_lines = [*summary_lines, "", "**Unfinished runs**, scored at their last checkpoint: " + ", ".join(
+            f"seed {r['seed']} at step {r['step']:,} of {r['recipe']['steps']:,}"
+            for r in sorted(unfinished, key=lambda r: r["seed"])) + "."]
     lines = [f"## {preset}", "", recipe_line(rows), "", *summary_lines, "",
              "| " + " | ".join(["seed", *columns]) + " |", "|" + "---|" * (len(columns) + 1)]
     lines += ["| " + " | ".join([str(r["seed"]), *cell(r)]) + " |" for r in sorted(rows, key=lambda r: r["seed"])]

@@ -76,6 +76,18 @@ def test_quality_tables_of_one_seed_say_so_instead_of_a_nan_spread():
     assert "(2 seeds, mean +- std) | 8.00 +- 0.00 | 97.0 +- 0.7 |" in "\n".join(q.table("ring8", two))
 
 
+def test_quality_tables_name_the_runs_scored_before_their_last_step():
+    """A run cut off (a device call's limit) is scored at its last checkpoint, and the table says so."""
+    q = _quality()
+    rows = [dict(seed=s, fid=20.0, floor={"fid": 4.0}, digit_kl=0.005, inception_score=9.0, precision=0.9,
+                 recall=0.9, sampler="ema", step_s=0.03, wall=float("nan"), recipe={"steps": 16000}, step=step)
+            for s, step in [(1, 13000), (2, 16000), (3, 12500)]]
+    text = "\n".join(q.table("dcgan-mnist", rows))
+    assert "**Unfinished runs**, scored at their last checkpoint: seed 1 at step 13,000 of 16,000, " \
+           "seed 3 at step 12,500 of 16,000." in text
+    assert "Unfinished" not in "\n".join(q.table("dcgan-mnist", [dict(rows[0], step=16000)]))
+
+
 def test_reference_fid_scores_the_torch_generator_far_above_the_floor(capsys):
     """The yardstick script runs end to end on the shared generator and MNIST (a few samples)."""
     import reference_fid
