@@ -6,6 +6,7 @@ block per channel).  The GPU tests skip without cupy and a device; the first gro
 import os
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -14,12 +15,12 @@ from hypothesis import strategies as st
 
 import minigan
 from minigan.gradcheck import rel_error
-from minigan.ops import _cupy, activations, conv, fast_twin, norm
+from minigan.ops import _cupy, _numba, activations, conv, fast_twin, norm
 
+import cuda_emulator
 from conftest import assert_rel
 from test_numba import channels_last, window_geometry
 
-gpu = pytest.mark.skipif(not minigan.has_cupy(), reason="needs cupy and a CUDA GPU")
 TOL = {np.float64: 1e-12, np.float32: 1e-5}
 
 
@@ -140,10 +141,41 @@ def test_the_api_check_fails_on_a_name_cupy_lacks(tmp_path):
     assert api.main([str(f)]) == 0
 
 
-# ---------------------------------------------------------------- on the GPU
+# ---------------------------------------------------------------- on the GPU, and emulated on the CPU
+# Each test below runs twice: on a GPU (the kernels as cupy runs them; skipped without one) and
+# "emulated": the same CUDA source compiled by the host C++ compiler, one thread per block, launched
+# through the same twins on numpy arrays (tests/cuda_emulator.py says what that does and does not prove).
+
+class Where:
+    def __init__(self, backend):
+        self.backend = backend
+
+    def dev(self, a):
+        return minigan.to_backend(a, self.backend)
+
+
+@pytest.fixture(params=["emulated", "gpu"])
+def where(request, monkeypatch):
+    if request.param == "gpu":
+        if not minigan.has_cupy():
+            pytest.skip("needs cupy and a CUDA GPU")
+        yield Where("cupy")
+        return
+    if cuda_emulator.compiler() is None:
+        pytest.skip("no C++ compiler (g++ or clang++) to emulate the kernels with")
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(empty=np.empty, ones=np.ones))
+    monkeypatch.setattr(_cupy, "_launch", cuda_emulator.launch)
+    monkeypatch.setattr(_cupy, "use", lambda *arrays: _cupy.enabled() and all(type(a) is np.ndarray for a in arrays)
+                        and arrays[0].dtype in _cupy._CTYPES and all(a.dtype == arrays[0].dtype for a in arrays))
+    numba_was = _numba.set_enabled(False)            # (on numpy arrays the numba twins would answer first)
+    try:
+        yield Where("numpy")
+    finally:
+        _numba.set_enabled(numba_was)
+
 
 def both(fn, *args):
-    """fn(*args) with the fused kernels, then on the plain CuPy path; each result as numpy."""
+    """fn(*args) with the fused kernels, then with the plain path; each result as numpy."""
     previous = _cupy.set_enabled(True)
     try:
         fast = fn(*args)
@@ -161,46 +193,39 @@ def _host(obj):
     return None if obj is None else minigan.asnumpy(obj)
 
 
-def dev(a):
-    return minigan.to_backend(a, "cupy")
-
-
-@gpu
 @settings(max_examples=40)
 @given(geometry=window_geometry(), layout=st.sampled_from(["nchw", "channels_last"]),
        dtype=st.sampled_from([np.float32, np.float64]))
-def test_im2col_is_bit_exact(geometry, layout, dtype):
+def test_im2col_is_bit_exact(where, geometry, layout, dtype):
     n, c, h, w, kernel, stride, dilation, pads, out_hw = geometry
     x = np.random.default_rng(0).standard_normal((n, c, h, w)).astype(dtype)
-    x = dev(channels_last(x) if layout == "channels_last" else x)
+    x = where.dev(channels_last(x) if layout == "channels_last" else x)
     fast, plain = both(conv.gather_windows, x, kernel, stride, dilation, pads, out_hw)
     assert fast.dtype == plain.dtype == dtype and fast.shape == plain.shape
     np.testing.assert_array_equal(fast, plain)
 
 
-@gpu
 @settings(max_examples=40)
 @given(geometry=window_geometry(), dtype=st.sampled_from([np.float32, np.float64]))
-def test_col2im_is_bit_exact(geometry, dtype):
+def test_col2im_is_bit_exact(where, geometry, dtype):
     n, c, h, w, kernel, stride, dilation, pads, out_hw = geometry
-    cols = dev(np.random.default_rng(0).standard_normal((n,) + out_hw + kernel + (c,)).astype(dtype))
+    cols = where.dev(np.random.default_rng(0).standard_normal((n,) + out_hw + kernel + (c,)).astype(dtype))
     fast, plain = both(conv.scatter_windows, cols, (h, w), stride, dilation, pads)
     assert fast.dtype == plain.dtype == dtype and fast.shape == plain.shape == (n, h, w, c)
     np.testing.assert_array_equal(fast, plain)
 
 
-@gpu
 @settings(max_examples=30)
 @given(shape=st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 4), st.integers(1, 4)),
        slope=st.sampled_from([0.2, 0.01, 0.0, 1.0, -0.5, 2.0]), layout=st.sampled_from(["nchw", "channels_last"]),
        dtype=st.sampled_from([np.float32, np.float64]))
-def test_leaky_relu_is_bit_exact(shape, slope, layout, dtype):
+def test_leaky_relu_is_bit_exact(where, shape, slope, layout, dtype):
     rng = np.random.default_rng(1)
     x, dy = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
     x.flat[0] = 0.0
     if layout == "channels_last":
         x, dy = channels_last(x), channels_last(dy)
-    x, dy = dev(x), dev(dy)
+    x, dy = where.dev(x), where.dev(dy)
 
     def run():
         y, cache = activations.leaky_relu_forward(x, slope)
@@ -213,12 +238,11 @@ def test_leaky_relu_is_bit_exact(shape, slope, layout, dtype):
         assert a.dtype == dtype
 
 
-@gpu
 @settings(max_examples=40)
 @given(n=st.integers(2, 6), c=st.integers(1, 6), hw=st.sampled_from([None, (1, 1), (3, 2), (4, 4), (17, 19)]),
        affine=st.booleans(), shift=st.sampled_from([0.0, 3.0, -100.0]), dtype=st.sampled_from([np.float32, np.float64]),
        param_grads=st.booleans(), layout=st.sampled_from(["nchw", "channels_last", "cropped"]))
-def test_batch_norm_matches_the_plain_path(n, c, hw, affine, shift, dtype, param_grads, layout):
+def test_batch_norm_matches_the_plain_path(where, n, c, hw, affine, shift, dtype, param_grads, layout):
     """(N, C) and (N, C, H, W) input in NCHW or channels-last memory, or a cropped view; the
     float32 tolerance widens to twice the plain float32 path's own error against float64."""
     rng = np.random.default_rng(2)
@@ -236,12 +260,12 @@ def test_batch_norm_matches_the_plain_path(n, c, hw, affine, shift, dtype, param
     x, dy = draw(2, shift), draw(1, 0)
     w = (1 + 0.1 * rng.standard_normal(c)).astype(dtype) if affine else None
     b = (0.1 * rng.standard_normal(c)).astype(dtype) if affine else None
+    dev = lambda a: None if a is None else where.dev(a)
 
     def runner(x, dy, w, b, dt):
         def run():
             rm, rv = dev(np.full(c, 0.5, dt)), dev(np.full(c, 2.0, dt))
-            y, cache = norm.batch_norm_forward(dev(x), None if w is None else dev(w), None if b is None else dev(b),
-                                               rm, rv, True, 0.1, 1e-5)
+            y, cache = norm.batch_norm_forward(dev(x), dev(w), dev(b), rm, rv, True, 0.1, 1e-5)
             dx, dw, db = norm.batch_norm_backward(dev(dy), cache, param_grads)
             return [None if a is None else minigan.asnumpy(a) for a in (y, dx, dw, db, rm, rv)]
         return run
@@ -262,18 +286,17 @@ def test_batch_norm_matches_the_plain_path(n, c, hw, affine, shift, dtype, param
         assert_rel(f, p, tol, name, floor=1.0)
 
 
-@gpu
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("cls,kw", [(minigan.Adam, {}), (minigan.Adam, {"betas": (0.5, 0.999), "weight_decay": 0.1}),
                                     (minigan.Adam, {"betas": (0.2, 0.9)}), (minigan.AdamW, {"lr": 0.01})])
-def test_adam_is_bit_exact(cls, kw, dtype):
+def test_adam_is_bit_exact(where, cls, kw, dtype):
     rng = np.random.default_rng(4)
     p0 = {"w": rng.standard_normal((7, 5)).astype(dtype), "b": rng.standard_normal(3).astype(dtype)}
-    grads = [{k: dev((rng.standard_normal(v.shape) * 10.0 ** rng.uniform(-6, 1, v.shape)).astype(dtype))
+    grads = [{k: where.dev((rng.standard_normal(v.shape) * 10.0 ** rng.uniform(-6, 1, v.shape)).astype(dtype))
               for k, v in p0.items()} for _ in range(10)]
 
     def run():
-        params, opt = {k: dev(v.copy()) for k, v in p0.items()}, cls(**kw)
+        params, opt = {k: where.dev(v.copy()) for k, v in p0.items()}, cls(**kw)
         for g in grads:
             opt.step(params, g)
         return [params[k] for k in sorted(p0)] + [opt.state[k][m] for k in sorted(p0)
@@ -283,28 +306,22 @@ def test_adam_is_bit_exact(cls, kw, dtype):
         np.testing.assert_array_equal(f, p)
 
 
-def _count_launches():
+def test_kernels_really_run_in_a_gan_step(where):
+    """With the switch on, the dcgan-style layers take the fused paths (a wrong dispatch would leave
+    the plain code running and this suite comparing it with itself)."""
     calls = {}
     launch = _cupy._launch
 
     def counting(name, *a, **kw):
         calls[name] = calls.get(name, 0) + 1
         return launch(name, *a, **kw)
-    return calls, launch, counting
-
-
-@gpu
-def test_kernels_really_run_in_a_gan_step():
-    """With the switch on, the dcgan-style layers take the fused paths (a wrong dispatch would leave
-    the plain code running and this suite comparing it with itself)."""
-    calls, launch, counting = _count_launches()
     _cupy._launch = counting
     previous = _cupy.set_enabled(True)
     try:
         net = minigan.Sequential(minigan.ConvTranspose2d(4, 16, 4, 2, 1, bias=False), minigan.BatchNorm2d(16),
                                  minigan.LeakyReLU(0.2), minigan.Conv2d(16, 2, 4, 2, 1), dtype=np.float32,
-                                 seed=0).to("cupy")
-        x = dev(np.random.default_rng(0).standard_normal((3, 4, 4, 4)).astype(np.float32))
+                                 seed=0).to(where.backend)
+        x = where.dev(np.random.default_rng(0).standard_normal((3, 4, 4, 4)).astype(np.float32))
         y, tape = net.forward(x, train=True)
         _, grads = net.backward(y * 0 + 1, tape)
         minigan.Adam().step(net.parameters(), grads)
@@ -315,17 +332,17 @@ def test_kernels_really_run_in_a_gan_step():
                      "gate": 1, "adam": 5}, calls
 
 
-@gpu
 @pytest.mark.parametrize("preset", ["dcgan-mnist", "resnet-mnist"])
-def test_training_steps_match_the_plain_path_and_repeat_bit_for_bit(preset):
-    """Three float64 training steps with the fused kernels: within 1e-10 of the plain CuPy path
-    (BatchNorm's sums differ in order), and bit-identical when run again (deterministic kernels)."""
+def test_training_steps_match_the_plain_path_and_repeat_bit_for_bit(where, preset):
+    """Two float64 training steps with the fused kernels: within 1e-10 of the plain path (BatchNorm's
+    sums differ in order), and bit-identical when run again (deterministic kernels)."""
     from conftest import shared_data
     from minigan.gan import Trainer
 
     def train():
-        t = Trainer(preset, seed=3, dtype="float64", data_dir=shared_data("mnist"), batch_size=8, backend="cupy")
-        for _ in range(3):
+        t = Trainer(preset, seed=3, dtype="float64", data_dir=shared_data("mnist"), batch_size=4,
+                    backend=where.backend)
+        for _ in range(2):
             t.train_step()
         return {**{"G." + k: minigan.asnumpy(v) for k, v in t.G.state_dict().items()},
                 **{"D." + k: minigan.asnumpy(v) for k, v in t.D.state_dict().items()}}
@@ -336,6 +353,7 @@ def test_training_steps_match_the_plain_path_and_repeat_bit_for_bit(preset):
         plain = train()
     finally:
         _cupy.set_enabled(previous)
+    assert set(fast) == set(plain)
     for k in plain:
         np.testing.assert_array_equal(fast[k], again[k], err_msg=k)
         assert rel_error(fast[k], plain[k], 1.0) <= 1e-10, k

@@ -106,6 +106,21 @@ MUTANTS = [
      ["tests/test_trainer.py", "-k", "collapse"]),
 ]
 
+# The fused CuPy kernels' CUDA source (ops/_cupy.py), caught by its CPU emulation (tests/cuda_emulator.py),
+# which needs a host C++ compiler: without one these are left out, and the run says so.
+CUDA_MUTANTS = [
+    ("fused col2im: the stride test dropped", "minigan/ops/_cupy.py",
+     "            if (th % st_h != 0) continue;\n", "", ["tests/test_cupy_fused.py", "-k", "col2im and emulated"]),
+    ("fused BatchNorm: variance over M - 1", "minigan/ops/_cupy.py",
+     "const double var = block_sum(ss, buf) / (double)M;", "const double var = block_sum(ss, buf) / (double)(M - 1);",
+     ["tests/test_cupy_fused.py", "-k", "batch_norm and emulated"]),
+    ("fused Adam: eps inside the square root", "minigan/ops/_cupy.py",
+     "const T denom = sqrt(vi) / bc2_sqrt + eps;", "const T denom = sqrt(vi + eps) / bc2_sqrt;",
+     ["tests/test_cupy_fused.py", "-k", "adam and emulated"]),
+]
+if shutil.which("g++") or shutil.which("clang++"):
+    MUTANTS += CUDA_MUTANTS
+
 
 def copy_tree(tmp):
     for part in ("minigan", "tests", "README.md"):
@@ -140,6 +155,8 @@ def main():
     args = ap.parse_args()
     shared = Path(os.environ.get("MINIGAN_SHARED", ROOT.parent / "shared"))
     chosen = [m for m in MUTANTS if args.k in m[0]]
+    if not any(m in MUTANTS for m in CUDA_MUTANTS):
+        print(f"mutants: no C++ compiler here, so the {len(CUDA_MUTANTS)} fused-kernel mutants are left out")
     copies = queue.Queue()
     dirs = [tempfile.mkdtemp(prefix="minigan-mutants-") for _ in range(max(1, args.j))]
 

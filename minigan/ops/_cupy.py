@@ -24,13 +24,15 @@ runs in a fixed tree order.
 Switched on with ``MINIGAN_CUPY_FUSED=1`` (or ``set_enabled(True)``).  Off by default until a device
 run proves them (the brief: a kernel never run stays behind a switch that is off).  Without a GPU,
 CI proves what it can: every source compiles with NVRTC for sm_90 in float and double
-(tools/nvrtc_check.py, which compiles ``kernel_source(dtype)``, the exact text run here).
+(tools/nvrtc_check.py, which compiles ``kernel_source(dtype)``, the exact text run here), and the same
+text compiled by the host C++ compiler runs through these twins on numpy arrays, one thread a block,
+against the plain path (tests/cuda_emulator.py, tests/test_cupy_fused.py's "emulated" cases).
 """
 import os
 
 import numpy as np
 
-_state = {"enabled": None, "modules": {}}
+_state = {"enabled": None, "modules": {}, "functions": {}}
 
 # NVRTC options: IEEE division and square root (NVRTC's defaults, said out loud), and no contraction of
 # a*b + c into one fused multiply-add, so that each kernel does the plain path's float operations.
@@ -263,12 +265,17 @@ def use(*arrays):
 
 
 def _function(name, dtype):
-    import cupy
-    key = np.dtype(dtype)
-    module = _state["modules"].get(key)
-    if module is None:
-        module = _state["modules"][key] = cupy.RawModule(code=kernel_source(key), options=OPTIONS)
-    return module.get_function(name)
+    """The compiled kernel ``name`` for ``dtype`` (the module is compiled once per dtype, on first use;
+    cupy caches the binary on disk)."""
+    key = (name, np.dtype(dtype))
+    fn = _state["functions"].get(key)
+    if fn is None:
+        import cupy
+        module = _state["modules"].get(key[1])
+        if module is None:
+            module = _state["modules"][key[1]] = cupy.RawModule(code=kernel_source(key[1]), options=OPTIONS)
+        fn = _state["functions"][key] = module.get_function(name)
+    return fn
 
 
 def _launch(name, dtype, total, args, blocks=None):
@@ -307,7 +314,8 @@ def flat(x):
 
 
 def _empty_like(x):
-    """An uninitialised array of x's shape and dtype in x's memory order (C or channels-last)."""
+    """An uninitialised array of x's shape and dtype: C order where x is C-contiguous (or 2-D), else
+    channels-last (x's own order when x is channels-last-contiguous)."""
     import cupy
     if x.flags.c_contiguous or x.ndim < 3:
         return cupy.empty(x.shape, dtype=x.dtype)
@@ -369,7 +377,9 @@ def scatter_windows(cols, hw, stride, dilation, pads, out=None):
 
 def batch_norm_forward(x, weight, bias, running_mean, running_var, train, momentum, eps):
     """ops.norm.batch_norm_forward in train mode, one launch (a block per channel), x in any strides;
-    xhat and y come out C-contiguous."""
+    xhat and y come out in x's memory order where x is C- or channels-last-contiguous (else
+    channels-last), so that the layers after it see the layout they would have seen without it
+    (LeakyReLU's backward takes its fused path only when dy and y share one layout)."""
     from .. import parallel
     if not (train and use(x) and 2 <= x.ndim <= 4) or parallel.synced():   # data-parallel: the reference
         return None
@@ -378,8 +388,8 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, train, moment
     import cupy
     from .norm import _channel_shape, _update_running
     c = x.shape[1]
-    xhat = cupy.empty(x.shape, dtype=x.dtype)
-    y = cupy.empty(x.shape, dtype=x.dtype) if weight is not None else xhat
+    xhat = _empty_like(x)
+    y = _empty_like(x) if weight is not None else xhat
     stats = cupy.empty((3, c), dtype=np.float64)                     # mean, var, invstd
     none = cupy.empty(0, dtype=x.dtype)
     h, w = _hw(x)
@@ -405,7 +415,7 @@ def batch_norm_backward(dy, cache, param_grads=True):
     import cupy
     c = dy.shape[1]
     gamma = cupy.ones(c, dtype=dy.dtype) if weight is None else weight
-    dx = cupy.empty(dy.shape, dtype=dy.dtype)
+    dx = _empty_like(dy)
     sums = cupy.empty((2, c), dtype=np.float64)                      # sum dy, sum dy xhat
     h, w = _hw(dy)
     _launch("bn_backward", dy.dtype, 0, (dy, xhat, gamma, invstd.reshape(-1), dx, sums)
