@@ -7,7 +7,8 @@ kernels do in one launch what the plain path does in many:
 
   im2col (``gather_windows``)      padding + window copy, any input strides      (plain: ~3 launches)
   col2im (``scatter_windows``)     every tap summed per output element, gather form  (KH*KW + 2)
-  BatchNorm train fwd / bwd        per-channel statistics and the whole map, one block per channel
+  BatchNorm train fwd / bwd        per-channel statistics, the whole map and the running statistics,
+                                   one block per channel                         (plain: ~20 each)
   LeakyReLU / ReLU fwd and bwd     (plain: 2-3 launches each)
   Adam                             one step of one tensor (plain: 12 launches)
 
@@ -117,13 +118,16 @@ __device__ double block_sum(double v, double* buf)
 }
 
 extern "C" __global__ void bn_forward(const T* x, T* xhat, T* y, const T* gamma, const T* beta,
-        double* stats, const int affine, const double eps, const long long N, const long long C,
+        T* invstd_out, T* running_mean, T* running_var, const int affine, const int running,
+        const double eps, const T one_minus_m, const T m, const T unbias, const long long N, const long long C,
         const long long H, const long long W, const long long sn, const long long sc, const long long sh,
         const long long sw, const long long on, const long long oc, const long long oh, const long long ow)
 {
     // One block per channel c, x (N, C, H, W) in strides (sn, sc, sh, sw), xhat and y in (on, oc, oh, ow):
     // mean, biased var (two passes, float64 sums), invstd = 1 / sqrt(var + eps);
-    // xhat = (x - mean) invstd, y = gamma xhat + beta (affine).  stats (3, C) <- mean, var, invstd.
+    // xhat = (x - mean) invstd, y = gamma xhat + beta (affine); invstd_out[c] = invstd.
+    // running: r_mean <- r_mean (1 - m) + m mean, r_var <- r_var (1 - m) + (m var) unbias, in T and in
+    // the order of norm._update_running's passes (mean and var rounded to T first, as its inputs are).
     __shared__ double buf[256];
     const long long c = blockIdx.x;
     const long long HW = H * W, M = N * HW;
@@ -150,9 +154,14 @@ extern "C" __global__ void bn_forward(const T* x, T* xhat, T* y, const T* gamma,
         if (affine) y[o] = (T)(v * g + b);
     }
     if (threadIdx.x == 0) {
-        stats[c] = mean;
-        stats[C + c] = var;
-        stats[2 * C + c] = invstd;
+        invstd_out[c] = (T)invstd;
+        if (running) {
+            const T mean_t = (T)mean, var_t = (T)var;
+            running_mean[c] = running_mean[c] * one_minus_m;
+            running_mean[c] = running_mean[c] + m * mean_t;
+            running_var[c] = running_var[c] * one_minus_m;
+            running_var[c] = running_var[c] + (m * var_t) * unbias;
+        }
     }
 }
 
@@ -376,30 +385,33 @@ def scatter_windows(cols, hw, stride, dilation, pads, out=None):
 
 
 def batch_norm_forward(x, weight, bias, running_mean, running_var, train, momentum, eps):
-    """ops.norm.batch_norm_forward in train mode, one launch (a block per channel), x in any strides;
-    xhat and y come out in x's memory order where x is C- or channels-last-contiguous (else
-    channels-last), so that the layers after it see the layout they would have seen without it
-    (LeakyReLU's backward takes its fused path only when dy and y share one layout)."""
+    """ops.norm.batch_norm_forward in train mode, one launch (a block per channel, the running
+    statistics updated in it too), x in any strides; xhat and y come out in x's memory order where x
+    is C- or channels-last-contiguous (else channels-last), so that the layers after it see the layout
+    they would have seen without it (LeakyReLU's backward takes its fused path only when dy and y
+    share one layout)."""
     from .. import parallel
     if not (train and use(x) and 2 <= x.ndim <= 4) or parallel.synced():   # data-parallel: the reference
         return None
-    if weight is not None and not use(x, weight, bias):
+    count = x.size // x.shape[1]
+    if (weight is not None and not use(x, weight, bias)) or (running_mean is not None and (
+            count < 2 or not use(x, running_mean, running_var))):          # (count 1: the reference says why)
         return None
     import cupy
-    from .norm import _channel_shape, _update_running
-    c = x.shape[1]
+    from .norm import _channel_shape
+    c, t = x.shape[1], x.dtype.type
     xhat = _empty_like(x)
     y = _empty_like(x) if weight is not None else xhat
-    stats = cupy.empty((3, c), dtype=np.float64)                     # mean, var, invstd
+    invstd = cupy.empty(c, dtype=x.dtype)
     none = cupy.empty(0, dtype=x.dtype)
+    running = running_mean is not None
     h, w = _hw(x)
-    _launch("bn_forward", x.dtype, 0, (x, xhat, y, none if weight is None else weight,
-                                       none if weight is None else bias, stats, np.int32(weight is not None),
-                                       np.float64(eps)) + _i(x.shape[0], c, h, w) + _strides(x) + _strides(xhat),
-            blocks=c)
-    mean, var, invstd = stats.astype(x.dtype)
-    if running_mean is not None:
-        _update_running(running_mean, running_var, mean, var, momentum, x.size // c)
+    _launch("bn_forward", x.dtype, 0, (x, xhat, y, weight if weight is not None else none,
+                                       bias if weight is not None else none, invstd,
+                                       running_mean if running else none, running_var if running else none,
+                                       np.int32(weight is not None), np.int32(running), np.float64(eps),
+                                       t(1 - momentum), t(momentum), t(count / (count - 1) if count > 1 else 1.0))
+            + _i(x.shape[0], c, h, w) + _strides(x) + _strides(xhat), blocks=c)
     return y, (xhat, invstd.reshape(_channel_shape(x)), weight, True, (0,) + tuple(range(2, x.ndim)))
 
 
