@@ -126,9 +126,16 @@ def pm(stats, digits, scale=1.0):
     """Format a (mean, std) pair of mean_std as "mean +- std" with `digits` decimals; a single seed has no
     spread, so just its value (the summary names the count: n_seeds)."""
     mean, std = stats
+    if np.isnan(mean):
+        return "n/a"                  # (e.g. the wall time of runs trained elsewhere and only rescored)
     if np.isnan(std):
         return f"{scale * mean:.{digits}f}"
     return f"{scale * mean:.{digits}f} +- {scale * std:.{digits}f}"
+
+
+def num(value, digits):
+    """A table cell: value with ``digits`` decimals, "n/a" for NaN (not recorded)."""
+    return "n/a" if np.isnan(value) else f"{value:.{digits}f}"
 
 
 def n_seeds(rows, how="{n} seeds (mean +- std)"):
@@ -189,7 +196,7 @@ def table(preset, rows):
 
     def cell(r):
         cells = [str(r["modes"]), f"{100 * r['hq_fraction']:.1f}", f"{r['reverse_kl']:.3f}", r["sampler"],
-                 f"{r['step_s']:.4f}", f"{r['wall']:.0f}"]
+                 f"{r['step_s']:.4f}", num(r['wall'], 0)]
         if truncated:
             cells.insert(2, f"{100 * r['untruncated']['hq_fraction']:.1f}")
         return cells
@@ -212,7 +219,7 @@ def image_table(preset, rows):
                                                   "precision", "recall", "sampler", "s/step", "wall s"],
                    lambda r: [f"{r['fid']:.2f}", f"{r['floor']['fid']:.2f}", f"{r['ratio']:.1f}", f"{r['digit_kl']:.4f}",
                               f"{r['inception_score']:.2f}", f"{r['precision']:.3f}", f"{r['recall']:.3f}", r["sampler"],
-                              f"{r['step_s']:.3f}", f"{r['wall']:.0f}"])
+                              f"{r['step_s']:.3f}", num(r['wall'], 0)])
 
 
 def stacked_table(preset, rows):
@@ -225,7 +232,7 @@ def stacked_table(preset, rows):
                     f"the goal ({g_modes} modes, KL <= {g_kl}): **{sum(ok)}/{len(rows)}**.")
     return section(preset, rows, [summary_line], ["modes", "KL", "floor modes", "floor KL", "sampler", "s/step", "wall s"],
                    lambda r: [str(r["modes"]), f"{r['kl']:.3f}", str(r["floor"]["modes"]), f"{r['floor']['kl']:.3f}",
-                              r["sampler"], f"{r['step_s']:.3f}", f"{r['wall']:.0f}"])
+                              r["sampler"], f"{r['step_s']:.3f}", num(r['wall'], 0)])
 
 
 def block(preset, lines):

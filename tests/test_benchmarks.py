@@ -86,6 +86,7 @@ def test_quality_tables_name_the_runs_scored_before_their_last_step():
     assert "**Unfinished runs**, scored at their last checkpoint: seed 1 at step 13,000 of 16,000, " \
            "seed 3 at step 12,500 of 16,000." in text
     assert "Unfinished" not in "\n".join(q.table("dcgan-mnist", [dict(rows[0], step=16000)]))
+    assert "nan" not in text and "n/a s wall per run" in text and text.count("| n/a |") == 3   # (no wall recorded)
 
 
 def test_reference_fid_scores_the_torch_generator_far_above_the_floor(capsys):
