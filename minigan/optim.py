@@ -157,21 +157,53 @@ class Adam(Optimizer):
         self.betas, self.eps, self.amsgrad = betas, float(eps), bool(amsgrad)
 
     def _update(self, name, p, g, st):
-        self._adam(p, g, st, self.weight_decay)
+        self._decay(p)
+        self._adam(p, g, st, self._l2())
+
+    def _l2(self):
+        """The L2 coefficient added to the gradient (Adam's weight_decay; AdamW decays p instead)."""
+        return self.weight_decay
+
+    def _decay(self, p):
+        """Decoupled weight decay applied to p before the step (AdamW); none for Adam."""
+
+    def _update_all(self, items):
+        """All tensors of the step in one fused launch where the CuPy kernels apply (every tensor on
+        the GPU in one dtype, C-contiguous, one step count, no amsgrad: ops/_cupy.adam_all), else
+        one tensor at a time.  The same float operations either way."""
+        if self.amsgrad or len(items) < 2 or not _cupy.enabled() \
+                or len({st.get("step", 0) for *_, st in items}) != 1:
+            return super()._update_all(items)
+        for name, p, g, st in items:
+            self._decay(p)
+        begun = [(p,) + self._adam_begin(p, g, st, self._l2()) for name, p, g, st in items]
+        t = begun[0][-1]
+        b1, b2 = self.betas
+        if _cupy.adam_all([b[:4] for b in begun], 1 - b1, b2, (1 - b2 ** t) ** 0.5, self.eps,
+                          self.lr / (1 - b1 ** t)):
+            return
+        for p, g, m, v, t in begun:
+            self._adam_passes(p, g, m, v, t)
 
     def _adam(self, p, g, st, l2):
-        b1, b2 = self.betas
+        self._adam_passes(p, *self._adam_begin(p, g, st, l2), vmax=st.get("max_exp_avg_sq"))
+
+    def _adam_begin(self, p, g, st, l2):
+        """State created on the first step, t <- t + 1, g <- g + l2 p -> (g, m, v, t)."""
         if not st:
             xp = get_xp(p)
             st.update(step=0, exp_avg=xp.zeros_like(p), exp_avg_sq=xp.zeros_like(p))
             if self.amsgrad:
                 st["max_exp_avg_sq"] = xp.zeros_like(p)
         st["step"] += 1
-        t = st["step"]
         if l2:
             g = g + l2 * p
+        return g, st["exp_avg"], st["exp_avg_sq"], st["step"]
+
+    def _adam_passes(self, p, g, m, v, t, vmax=None):
+        """The step of one tensor from its moments at step t (vmax: amsgrad's running maximum)."""
+        b1, b2 = self.betas
         xp = get_xp(p)
-        m, v = st["exp_avg"], st["exp_avg_sq"]
         step_size = self.lr / (1 - b1 ** t)
         bc2_sqrt = (1 - b2 ** t) ** 0.5
         if not self.amsgrad and (_numba.adam(p, g, m, v, 1 - b1, b2, bc2_sqrt, self.eps, step_size)
@@ -184,8 +216,8 @@ class Adam(Optimizer):
         tmp *= 1 - b2
         v += tmp
         if self.amsgrad:
-            xp.maximum(st["max_exp_avg_sq"], v, out=st["max_exp_avg_sq"])
-            v = st["max_exp_avg_sq"]
+            xp.maximum(vmax, v, out=vmax)
+            v = vmax
         denom = xp.sqrt(v, out=tmp)     # denom = sqrt(v) / sqrt(1 - b2^t) + eps
         denom /= bc2_sqrt
         denom += self.eps
@@ -203,9 +235,11 @@ class AdamW(Adam):
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False):
         super().__init__(lr, betas, eps, weight_decay, amsgrad)
 
-    def _update(self, name, p, g, st):
+    def _l2(self):
+        return 0.0
+
+    def _decay(self, p):
         p *= 1 - self.lr * self.weight_decay
-        self._adam(p, g, st, 0.0)
 
 
 # ---------------------------------------------------------------- regularisers and clipping

@@ -163,7 +163,7 @@ def where(request, monkeypatch):
         return
     if cuda_emulator.compiler() is None:
         pytest.skip("no C++ compiler (g++ or clang++) to emulate the kernels with")
-    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(empty=np.empty, ones=np.ones))
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(empty=np.empty, ones=np.ones, asarray=np.asarray))
     monkeypatch.setattr(_cupy, "_launch", cuda_emulator.launch)
     monkeypatch.setattr(_cupy, "use", lambda *arrays: _cupy.enabled() and all(type(a) is np.ndarray for a in arrays)
                         and arrays[0].dtype in _cupy._CTYPES and all(a.dtype == arrays[0].dtype for a in arrays))
@@ -289,11 +289,16 @@ def test_batch_norm_matches_the_plain_path(where, n, c, hw, affine, shift, dtype
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("cls,kw", [(minigan.Adam, {}), (minigan.Adam, {"betas": (0.5, 0.999), "weight_decay": 0.1}),
                                     (minigan.Adam, {"betas": (0.2, 0.9)}), (minigan.AdamW, {"lr": 0.01})])
-def test_adam_is_bit_exact(where, cls, kw, dtype):
+@pytest.mark.parametrize("shapes", [[(7, 5), (3,)], [(6, 4)], [(3,), (0,), (1,), (7,), (2, 1), (0, 3)]],
+                         ids=["two tensors", "one tensor", "six with empty ones"])
+def test_adam_is_bit_exact(where, cls, kw, dtype, shapes):
+    """Ten steps on gradients spanning 1e-6..10: one tensor takes the ``adam`` kernel, several take
+    ``adam_all`` (one launch for all, empty tensors among them), both in optim.Adam's float order."""
     rng = np.random.default_rng(4)
-    p0 = {"w": rng.standard_normal((7, 5)).astype(dtype), "b": rng.standard_normal(3).astype(dtype)}
+    p0 = {f"p{i}": rng.standard_normal(shape).astype(dtype) for i, shape in enumerate(shapes)}
     grads = [{k: where.dev((rng.standard_normal(v.shape) * 10.0 ** rng.uniform(-6, 1, v.shape)).astype(dtype))
               for k, v in p0.items()} for _ in range(10)]
+    calls, launch = {}, _cupy._launch
 
     def run():
         params, opt = {k: where.dev(v.copy()) for k, v in p0.items()}, cls(**kw)
@@ -301,7 +306,16 @@ def test_adam_is_bit_exact(where, cls, kw, dtype):
             opt.step(params, g)
         return [params[k] for k in sorted(p0)] + [opt.state[k][m] for k in sorted(p0)
                                                   for m in ("exp_avg", "exp_avg_sq")]
-    fast, plain = both(run)
+
+    def counting(name, *a, **k):
+        calls[name] = calls.get(name, 0) + 1
+        return launch(name, *a, **k)
+    _cupy._launch = counting
+    try:
+        fast, plain = both(run)
+    finally:
+        _cupy._launch = launch
+    assert calls == ({"adam": 10} if len(shapes) == 1 else {"adam_all": 10}), calls
     for f, p in zip(fast, plain):
         np.testing.assert_array_equal(f, p)
 
@@ -329,7 +343,7 @@ def test_kernels_really_run_in_a_gan_step(where):
         _cupy.set_enabled(previous)
         _cupy._launch = launch
     assert calls == {"im2col": 3, "col2im": 2, "bn_forward": 1, "bn_backward": 1, "leaky_relu": 1,
-                     "gate": 1, "adam": 5}, calls
+                     "gate": 1, "adam_all": 1}, calls
 
 
 @pytest.mark.parametrize("preset", ["dcgan-mnist", "resnet-mnist"])

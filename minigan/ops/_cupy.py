@@ -10,7 +10,7 @@ kernels do in one launch what the plain path does in many:
   BatchNorm train fwd / bwd        per-channel statistics, the whole map and the running statistics,
                                    one block per channel                         (plain: ~20 each)
   LeakyReLU / ReLU fwd and bwd     (plain: 2-3 launches each)
-  Adam                             one step of one tensor (plain: 12 launches)
+  Adam                             one step of every tensor of a net (plain: 12 launches a tensor)
 
 Each twin takes its reference op's arguments (see ``ops.fast_twin``) and returns None where it does
 not apply (not switched on, not all cupy arrays, a memory layout it does not handle, data-parallel
@@ -220,27 +220,54 @@ extern "C" __global__ void gate(const T* dy, const T* y, T* dx, const T slope, c
     }
 }
 
+__device__ void adam_element(T* p, const T* g, T* m, T* v, const long long j, const T w, const T one_minus_w,
+        const int small_w, const T b2, const T one_minus_b2, const T bc2_sqrt, const T eps, const T step_size)
+{
+    // One Adam step of element j, in the order of optim.Adam's passes: m <- lerp(m, g, w) (torch's
+    // two branches), v <- v b2 + g^2 (1 - b2), p <- p - (m / (sqrt(v) / bc2_sqrt + eps)) step_size.
+    const T gi = g[j];
+    T mi = m[j];
+    mi = small_w ? mi + (gi - mi) * w : gi - (gi - mi) * one_minus_w;
+    m[j] = mi;
+    const T vi = v[j] * b2 + (gi * gi) * one_minus_b2;
+    v[j] = vi;
+    const T denom = sqrt(vi) / bc2_sqrt + eps;
+    p[j] = p[j] - (mi / denom) * step_size;
+}
+
 extern "C" __global__ void adam(T* p, const T* g, T* m, T* v, const long long n, const T w,
         const T one_minus_w, const int small_w, const T b2, const T one_minus_b2, const T bc2_sqrt,
         const T eps, const T step_size)
 {
-    // One Adam step, in the order of optim.Adam's passes: m <- lerp(m, g, w) (torch's two branches),
-    // v <- v b2 + g^2 (1 - b2), p <- p - (m / (sqrt(v) / bc2_sqrt + eps)) step_size.
+    // One Adam step of one tensor (flat arrays).
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
-         i += (long long)blockDim.x * gridDim.x) {
-        const T gi = g[i];
-        T mi = m[i];
-        mi = small_w ? mi + (gi - mi) * w : gi - (gi - mi) * one_minus_w;
-        m[i] = mi;
-        const T vi = v[i] * b2 + (gi * gi) * one_minus_b2;
-        v[i] = vi;
-        const T denom = sqrt(vi) / bc2_sqrt + eps;
-        p[i] = p[i] - (mi / denom) * step_size;
+         i += (long long)blockDim.x * gridDim.x)
+        adam_element(p, g, m, v, i, w, one_minus_w, small_w, b2, one_minus_b2, bc2_sqrt, eps, step_size);
+}
+
+extern "C" __global__ void adam_all(const long long* table, const long long n, const long long total,
+        const T w, const T one_minus_w, const int small_w, const T b2, const T one_minus_b2, const T bc2_sqrt,
+        const T eps, const T step_size)
+{
+    // The step of ``adam`` for n tensors at once.  table (int64): offsets[0..n] (the tensors' first
+    // elements in one flat numbering, offsets[n] = total), then the addresses of p, g, m and v, n
+    // each.  Element k belongs to the last tensor i with offsets[i] <= k (a binary search; an empty
+    // tensor shares its offset with the next one and is passed over).
+    for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < total;
+         k += (long long)blockDim.x * gridDim.x) {
+        long long lo = 0, hi = n - 1;
+        while (lo < hi) {
+            const long long mid = (lo + hi + 1) / 2;
+            if (table[mid] <= k) lo = mid; else hi = mid - 1;
+        }
+        adam_element((T*)table[n + 1 + lo], (const T*)table[2 * n + 1 + lo], (T*)table[3 * n + 1 + lo],
+                     (T*)table[4 * n + 1 + lo], k - table[lo], w, one_minus_w, small_w, b2, one_minus_b2,
+                     bc2_sqrt, eps, step_size);
     }
 }
 """
 
-KERNELS = ("im2col", "col2im", "bn_forward", "bn_backward", "leaky_relu", "gate", "adam")
+KERNELS = ("im2col", "col2im", "bn_forward", "bn_backward", "leaky_relu", "gate", "adam", "adam_all")
 
 
 def kernel_source(dtype):
@@ -446,4 +473,32 @@ def adam(p, g, m, v, w, b2, bc2_sqrt, eps, step_size):
     d = p.dtype.type                 # the same float32/float64 operations as optim's passes
     _launch("adam", p.dtype, p.size, (p, g, m, v, np.int64(p.size), d(w), d(1 - w), np.int32(abs(w) < 0.5),
                                       d(b2), d(1 - b2), d(bc2_sqrt), d(eps), d(step_size)))
+    return True
+
+
+def _address(a):
+    """The device (cupy) or host (numpy, the CPU emulation) address of a's first element."""
+    data = a.data
+    return data.ptr if hasattr(data, "ptr") else a.ctypes.data
+
+
+def adam_all(tensors, w, b2, bc2_sqrt, eps, step_size):
+    """optim.Adam's step for every (p, g, m, v) of ``tensors`` (one step count) in one launch; the
+    tensors' addresses travel in one small int64 table (one host-to-device copy).  -> True when
+    done, None where it does not apply (the tensors are then stepped one at a time)."""
+    arrays = [a for t in tensors for a in t]
+    if not (tensors and use(*arrays) and all(a.flags.c_contiguous for a in arrays)):
+        return None
+    import cupy
+    n = len(tensors)
+    sizes = np.array([t[0].size for t in tensors], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    table = np.concatenate([offsets] + [np.array([_address(t[q]) for t in tensors], dtype=np.int64)
+                                        for q in range(4)])
+    table = cupy.asarray(table)
+    total = int(offsets[-1])
+    d = tensors[0][0].dtype.type
+    _launch("adam_all", tensors[0][0].dtype, total, (table, np.int64(n), np.int64(total), d(w), d(1 - w),
+                                                     np.int32(abs(w) < 0.5), d(b2), d(1 - b2), d(bc2_sqrt), d(eps),
+                                                     d(step_size)))
     return True
