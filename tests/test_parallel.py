@@ -126,7 +126,7 @@ def test_a_single_process_never_imports_mpi4py():
 
 
 @pytest.mark.skipif(not __import__("minigan").has_cupy(), reason="needs cupy and a CUDA GPU")
-def test_two_ranks_on_the_gpu_land_where_one_process_lands(tmp_path):
+def test_two_ranks_on_cupy_land_where_one_process_lands(tmp_path):
     """cupy backend: host-staged by default; with MINIGAN_NCCL=1 and a GPU per rank, NCCL (owed a device run)."""
     common = ["train", "--preset", "ring8", "--seed", "3", "--set", "dtype=float64", "--steps", "20", "--quiet",
               "--backend", "cupy"]
