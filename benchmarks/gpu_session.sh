@@ -5,6 +5,8 @@
 # Here, before the calls (the device gets a copy of the working tree, not the git history, and not
 # the ../shared beside it):
 #     mkdir -p .gpu_carry/shared/data && cp -r ../shared/data/mnist .gpu_carry/shared/data/
+#     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#         --platform manylinux_2_28_x86_64 -d .gpu_carry/whl mpich      # (mpiexec: the device has mpi4py only)
 #     mkdir -p .git/info && (grep -qx '/.gpu_carry/' .git/info/exclude || echo /.gpu_carry/ >> .git/info/exclude)
 # Then the device runs, each with carry [".gpu_carry"]:
 #     DEADLINE=500 bash benchmarks/gpu_session.sh all   # (timeout 560) the session's first call: every
@@ -62,6 +64,9 @@ plain() {     # plain NAME TIMEOUT_S COMMAND...: the same section with the fused
 }
 
 python3 -m pip install -q --no-deps --no-build-isolation -e . > "$logs/install.log" 2>&1 || cat "$logs/install.log"
+if ls .gpu_carry/whl/*.whl > /dev/null 2>&1; then        # wheels carried along (mpich: mpiexec for the MPI test)
+    python3 -m pip install -q --no-index --no-deps .gpu_carry/whl/*.whl >> "$logs/install.log" 2>&1 || cat "$logs/install.log"
+fi
 
 if [ "$part" = tests ]; then
     section versions 60 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv;
