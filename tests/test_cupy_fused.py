@@ -1,8 +1,9 @@
 """The fused CuPy kernels (ops/_cupy.py, MINIGAN_CUPY_FUSED=1) against the plain CuPy path, which
 is the oracle: bit-exact where both do the same float operations in the same order (im2col, col2im,
 the activations, Adam), else float64 <= 1e-12 and float32 <= 1e-5 (BatchNorm sums in float64 in one
-block per channel).  The GPU tests skip without cupy and a device; the first group runs everywhere
-(the switch, the dispatch on numpy arrays, the sources)."""
+block per channel).  The first group runs everywhere (the switch, the dispatch on numpy arrays, the
+sources and their NVRTC compile); each test of the second runs twice, on a GPU (skipped without one)
+and "emulated": the same CUDA source run on the CPU (tests/cuda_emulator.py)."""
 import os
 import subprocess
 import sys
