@@ -33,6 +33,8 @@ import os
 
 import numpy as np
 
+from ._numba import flat  # noqa: F401  (x's memory as 1-D when contiguous: the same helper for cupy arrays)
+
 _state = {"enabled": None, "modules": {}, "functions": {}}
 
 # NVRTC options: IEEE division and square root (NVRTC's defaults, said out loud), and no contraction of
@@ -336,17 +338,6 @@ def _strides(x):
 
 def _hw(x):
     return (x.shape[2] if x.ndim > 2 else 1), (x.shape[3] if x.ndim > 3 else 1)
-
-
-def flat(x):
-    """x's memory as a 1-D array when it is contiguous (C order or channels-last), else None."""
-    if x.flags.c_contiguous:
-        return x.reshape(-1)
-    if x.ndim >= 3:
-        cl = x.transpose((0,) + tuple(range(2, x.ndim)) + (1,))
-        if cl.flags.c_contiguous:
-            return cl.reshape(-1)
-    return None
 
 
 def _empty_like(x):
