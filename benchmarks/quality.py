@@ -96,7 +96,6 @@ def score(run):
     wall = run / "wall_seconds.txt"
     m["wall"] = float(wall.read_text()) if wall.exists() else float("nan")
     m["recipe"], m["seed"] = cfg["recipe"], cfg["seed"]
-    m["step"] = int(read_checkpoint(run)["step"])       # the step scored (less than the recipe's when cut off)
     m["step_s"] = step_seconds(run)
     return m
 
@@ -153,6 +152,7 @@ def recipe_line(rows):
 def section(preset, rows, summary_lines, columns, cell):
     """A preset's section: heading, recipe, ``summary_lines``, then one table row per seed (``cell(r)`` ->
     the row's cells after the seed, under ``columns``)."""
+    # ("step", from `minigan eval`'s JSON, is the checkpoint's step: below the recipe's for a run cut off)
     unfinished = [r for r in rows if r.get("step") is not None and r["step"] < r["recipe"]["steps"]]
     if unfinished:      # (a run cut off, e.g. at a device call's limit: scored at its last checkpoint)
         summary_lines = [*summary_lines, "", "**Unfinished runs**, scored at their last checkpoint: " + ", ".join(

@@ -84,6 +84,19 @@ def run_minigan(*args, cwd=None, timeout=600, env=None):
                           timeout=timeout, cwd=cwd, env=env)
 
 
+def twin_and_plain(kernels, fn, *args):
+    """fn(*args) with a module of fast twins switched on (ops._numba, ops._cupy), then with it off
+    (the plain path, their oracle) -> (fast, plain); the module's own setting is restored."""
+    previous = kernels.set_enabled(True)
+    try:
+        fast = fn(*args)
+        kernels.set_enabled(False)
+        plain = fn(*args)
+    finally:
+        kernels.set_enabled(previous)
+    return fast, plain
+
+
 def assert_rel(actual, expected, tol, what="", floor=0.0):
     err = minigan.gradcheck.rel_error(minigan.asnumpy(actual), np.asarray(expected), floor)
     assert err <= tol, f"{what}: max relative error {err:.3e} > {tol:g}"

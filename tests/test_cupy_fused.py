@@ -19,10 +19,8 @@ from minigan.gradcheck import rel_error
 from minigan.ops import _cupy, _numba, activations, conv, fast_twin, norm
 
 import cuda_emulator
-from conftest import assert_rel
-from test_numba import channels_last, window_geometry
-
-TOL = {np.float64: 1e-12, np.float32: 1e-5}
+from conftest import twin_and_plain
+from test_numba import assert_batch_norm_twin, channels_last, window_geometry
 
 
 # ---------------------------------------------------------------- everywhere
@@ -177,13 +175,7 @@ def where(request, monkeypatch):
 
 def both(fn, *args):
     """fn(*args) with the fused kernels, then with the plain path; each result as numpy."""
-    previous = _cupy.set_enabled(True)
-    try:
-        fast = fn(*args)
-        _cupy.set_enabled(False)
-        plain = fn(*args)
-    finally:
-        _cupy.set_enabled(previous)
+    fast, plain = twin_and_plain(_cupy, fn, *args)
     return _host(fast), _host(plain)
 
 
@@ -275,16 +267,7 @@ def test_batch_norm_matches_the_plain_path(where, n, c, hw, affine, shift, dtype
     if dtype == np.float32:
         up = lambda a: None if a is None else a.astype(np.float64)
         exact, _ = both(runner(up(x), up(dy), up(w), up(b), np.float64))
-    for i, (name, f, p) in enumerate(zip(["y", "dx", "dgamma", "dbeta", "running_mean", "running_var"], fast, plain)):
-        if p is None:
-            assert f is None, name
-            continue
-        assert f.dtype == dtype and f.shape == p.shape, name
-        tol = TOL[dtype]
-        if exact is not None:
-            tol = max(tol, 2 * rel_error(p, exact[i], 1.0))
-            assert_rel(f, exact[i], tol, name + " (fused vs float64)", floor=1.0)
-        assert_rel(f, p, tol, name, floor=1.0)
+    assert_batch_norm_twin(fast, plain, exact, dtype, "fused")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

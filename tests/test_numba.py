@@ -14,7 +14,7 @@ import minigan
 from minigan.gradcheck import rel_error
 from minigan.ops import _numba, activations, conv, norm
 
-from conftest import assert_rel
+from conftest import assert_rel, twin_and_plain
 
 pytestmark = pytest.mark.skipif(not _numba.available(), reason="numba is not installed (pip install 'minigan[fast]')")
 TOL = {np.float64: 1e-12, np.float32: 1e-5}
@@ -22,14 +22,7 @@ TOL = {np.float64: 1e-12, np.float32: 1e-5}
 
 def both(fn, *args):
     """fn(*args) with the numba kernels, then with the plain-numpy twin."""
-    previous = _numba.set_enabled(True)
-    try:
-        fast = fn(*args)
-        _numba.set_enabled(False)
-        plain = fn(*args)
-    finally:
-        _numba.set_enabled(previous)
-    return fast, plain
+    return twin_and_plain(_numba, fn, *args)
 
 
 def channels_last(x):
@@ -127,15 +120,23 @@ def test_batch_norm_matches_twin(n, c, hw, affine, shift, dtype, param_grads, cr
         w64, b64 = (w.astype(np.float64), b.astype(np.float64)) if affine else (None, None)
         x, dy, w, b = x64, dy64, w64, b64
         exact, _ = both(run)
+    assert_batch_norm_twin(fast, plain, exact if dtype == np.float32 else None, dtype, "numba")
+
+
+def assert_batch_norm_twin(fast, plain, exact, dtype, who):
+    """BatchNorm's (y, dx, dgamma, dbeta, running_mean, running_var) from a twin against the plain path:
+    float64 <= 1e-12, float32 <= 1e-5 or twice the plain float32 path's own error against ``exact`` (the
+    same run in float64), where that is larger (e.g. shift -100: the float32 path centres x with ~1e-5
+    error itself); the twin is held to ``exact`` too."""
     for i, (name, f, p) in enumerate(zip(["y", "dx", "dgamma", "dbeta", "running_mean", "running_var"], fast, plain)):
         if p is None:
             assert f is None, name
             continue
         assert f.dtype == dtype and f.shape == p.shape, name
         tol = TOL[dtype]
-        if dtype == np.float32:   # e.g. shift -100: the float32 twin centres x with ~1e-5 error itself
+        if exact is not None:
             tol = max(tol, 2 * rel_error(p, exact[i], 1.0))
-            assert_rel(f, exact[i], tol, name + " (numba vs float64)", floor=1.0)
+            assert_rel(f, exact[i], tol, f"{name} ({who} vs float64)", floor=1.0)
         assert_rel(f, p, tol, name, floor=1.0)
 
 
