@@ -15,7 +15,8 @@
 #     bash benchmarks/gpu_session.sh tests     # install, versions, every test whose id names cupy
 #                                              # (tests/test_cupy.py: parity of every layer, tangents and
 #                                              # penalties, optimizers, truncation, standing statistics,
-#                                              # GPU->CPU checkpoint; bit-identical resume), gradcheck
+#                                              # GPU->CPU checkpoint; test_cupy_fused.py; bit-identical
+#                                              # resume), with the kernels on and off, gradcheck
 #     bash benchmarks/gpu_session.sh bench     # gan_step (3 workloads), gemm_rate, ops, penalty_step,
 #                                              # dcgan-mnist training picture
 #     bash benchmarks/gpu_session.sh quality   # #12's conv rows with quality.py on cupy (PRESETS, SEEDS,
@@ -63,20 +64,31 @@ plain() {     # plain NAME TIMEOUT_S COMMAND...: the same section with the fused
     [ $fused = 1 ] && section "${name}_plain" "$limit" env MINIGAN_CUPY_FUSED=0 "$@"
 }
 
+versions=(bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+    python3 -c "import sys, numpy, cupy, torch; print(sys.version.split()[0], \"numpy\", numpy.__version__,
+        \"cupy\", cupy.__version__, \"torch\", torch.__version__, torch.cuda.get_device_name())"')  # the device and versions
+train_picture() {  # train_picture STEPS TIMEOUT_S: dcgan-mnist on cupy; its last picture and log lines come back
+    section train_mnist "$2" python3 -m minigan train --preset dcgan-mnist --backend cupy --steps "$1" --quiet \
+        --data-dir "$MINIGAN_SHARED/data/mnist" --out "$logs/dcgan_mnist"
+    cp "$logs/dcgan_mnist/samples.png" "$out/dcgan_mnist_samples.png" 2>/dev/null ||      # (cut off: the last step_*.png)
+        cp "$(ls "$logs"/dcgan_mnist/samples/step_*.png 2>/dev/null | sort -V | tail -n 1)" "$out/dcgan_mnist_samples.png" 2>/dev/null
+    tail -n 3 "$logs/dcgan_mnist/log.jsonl" >> "$summary" 2>/dev/null
+}
+# every test that runs on cupy: tests/test_cupy.py, tests/test_cupy_fused.py's GPU half, and each
+# backend-parametrised test's cupy case (bit-identical resume, two ranks on cupy), eight processes at once
+cupy_tests=(python3 -m pytest -q -rs -n 8 --maxfail=40 -p no:cacheprovider tests -k cupy)
+
 python3 -m pip install -q --no-deps --no-build-isolation -e . > "$logs/install.log" 2>&1 || cat "$logs/install.log"
 if ls .gpu_carry/whl/*.whl > /dev/null 2>&1; then        # wheels carried along (mpich: mpiexec for the MPI test)
     python3 -m pip install -q --no-index --no-deps .gpu_carry/whl/*.whl >> "$logs/install.log" 2>&1 || cat "$logs/install.log"
 fi
 
 if [ "$part" = tests ]; then
-    section versions 60 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv;
-        python3 -c "import sys, numpy, cupy, torch; print(sys.version.split()[0], \"numpy\", numpy.__version__,
-        \"cupy\", cupy.__version__, \"torch\", torch.__version__, torch.cuda.get_device_name())"'
+    section versions 60 "${versions[@]}"
     [ -f tools/nvrtc_check.py ] && section nvrtc 120 python3 tools/nvrtc_check.py
-    TAIL=30 section tests 300 python3 -m pytest -q -rs --maxfail=20 -p no:cacheprovider tests/test_cupy.py
-    TAIL=30 plain tests 200 python3 -m pytest -q -rs --maxfail=20 -p no:cacheprovider tests/test_cupy.py
+    TAIL=40 section tests 300 "${cupy_tests[@]}"
+    TAIL=40 plain tests 200 "${cupy_tests[@]}"
     section gradcheck 120 python3 -m minigan gradcheck --backend cupy
-    section resume 200 python3 -m pytest -q -rs -p no:cacheprovider tests/test_trainer.py -k "resume_is_bit_identical and cupy"
 elif [ "$part" = bench ]; then
     for w in mlp dcgan32; do
         section "step_$w" 120 python3 benchmarks/gan_step.py --workload $w --backend cupy --count-launches
@@ -87,33 +99,22 @@ elif [ "$part" = bench ]; then
     TAIL=16 section gemm_rate 120 python3 benchmarks/gemm_rate.py --backend cupy --workload dcgan32 --batch 1024
     section step_dcgan32_b1024 120 python3 benchmarks/gan_step.py --workload dcgan32 --backend cupy --batch 1024 --no-memory
     TAIL=22 section ops 120 python3 benchmarks/ops.py --backend cupy
-    section train_mnist 200 python3 -m minigan train --preset dcgan-mnist --backend cupy --steps 300 --quiet \
-        --data-dir "$MINIGAN_SHARED/data/mnist" --out "$logs/dcgan_mnist"
-    cp "$logs/dcgan_mnist/samples.png" "$out/dcgan_mnist_samples.png" 2>/dev/null
-    tail -n 3 "$logs/dcgan_mnist/log.jsonl" >> "$summary" 2>/dev/null
+    train_picture 300 200
     TAIL=16 section penalty_step 120 python3 benchmarks/penalty_step.py --backend cupy
 elif [ "$part" = all ]; then
     # A session's first device call, when one machine start must cover it all: the checks of `tests`
     # and `bench` in priority order with shorter limits, every section cut to end by $DEADLINE (s).
     deadline=${DEADLINE:-540}
     section nvrtc 60 python3 tools/nvrtc_check.py
-    section versions 40 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv;
-        python3 -c "import sys, numpy, cupy, torch; print(sys.version.split()[0], \"numpy\", numpy.__version__,
-        \"cupy\", cupy.__version__, \"torch\", torch.__version__, torch.cuda.get_device_name())"'
-    # every test that runs on cupy (tests/test_cupy.py and each backend-parametrised test's cupy case,
-    # bit-identical resume included), eight processes at once (NVRTC compiles are CPU-bound)
-    TAIL=40 section tests 200 python3 -m pytest -q -rs -n 8 --maxfail=40 -p no:cacheprovider tests -k cupy
+    section versions 40 "${versions[@]}"
+    TAIL=40 section tests 200 "${cupy_tests[@]}"
     section gradcheck 45 python3 -m minigan gradcheck --backend cupy
     section step_mlp 50 python3 benchmarks/gan_step.py --workload mlp --backend cupy --count-launches --repeats 5 --steps-per-repeat 10
     section step_dcgan32 60 python3 benchmarks/gan_step.py --workload dcgan32 --backend cupy --count-launches --repeats 5 --steps-per-repeat 10
     section step_dcgan64 70 python3 benchmarks/gan_step.py --workload dcgan64 --backend cupy --batch 128 --count-launches --repeats 5 --steps-per-repeat 10
     plain step_dcgan32 45 python3 benchmarks/gan_step.py --workload dcgan32 --backend cupy --count-launches --no-memory --repeats 5 --steps-per-repeat 10
     TAIL=16 section gemm_rate 45 python3 benchmarks/gemm_rate.py --backend cupy --workload dcgan32 --batch 1024
-    section train_mnist 120 python3 -m minigan train --preset dcgan-mnist --backend cupy --steps 3000 --quiet \
-        --data-dir "$MINIGAN_SHARED/data/mnist" --out "$logs/dcgan_mnist"
-    cp "$logs/dcgan_mnist/samples.png" "$out/dcgan_mnist_samples.png" 2>/dev/null ||
-        cp "$(ls "$logs"/dcgan_mnist/samples/step_*.png 2>/dev/null | sort -V | tail -n 1)" "$out/dcgan_mnist_samples.png" 2>/dev/null
-    tail -n 3 "$logs/dcgan_mnist/log.jsonl" >> "$summary" 2>/dev/null
+    train_picture 3000 120
     TAIL=16 section penalty_step 60 python3 benchmarks/penalty_step.py --backend cupy
 elif [ "$part" = quality ]; then
     # Measured 2026-12-04 on an H200 with the plain CuPy path: dcgan-mnist ~26 ms a step alone, ~30 ms
