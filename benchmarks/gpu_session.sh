@@ -20,7 +20,8 @@
 #     bash benchmarks/gpu_session.sh bench     # gan_step (3 workloads), gemm_rate, ops, penalty_step,
 #                                              # dcgan-mnist training picture
 #     bash benchmarks/gpu_session.sh quality   # #12's conv rows with quality.py on cupy (PRESETS, SEEDS,
-#                                              # FIRST_SEED, STEPS, TRAIN_S from the environment; see the part)
+#                                              # FIRST_SEED, STEPS, SET, TRAIN_S from the environment; see
+#                                              # the part)
 # What comes back ($OUT, at most 8 files): summary-PART.txt (every section's command, tail and exit
 # status), logs-PART.tar.gz (the whole logs, no checkpoints), for bench and all dcgan_mnist_samples.png,
 # for quality quality.md (benchmarks/quality.md with the new tables: copy its generated blocks back)
@@ -123,11 +124,12 @@ elif [ "$part" = quality ]; then
     # TRAIN_S seconds; every run is then scored where it got to (its last checkpoint, every 500 steps;
     # the table names the unfinished runs), since a run left on the machine is lost with it.
     runs=$(mktemp -d)
-    set_steps=()
-    [ -n "${STEPS:-}" ] && set_steps=(--set "steps=$STEPS")
+    sets=()
+    [ -n "${STEPS:-}" ] && sets=(--set "steps=$STEPS")
+    for kv in ${SET:-}; do sets+=(--set "$kv"); done     # SET="lr_g=4e-4 lr_d=4e-4": more recipe overrides
     q=(env MINIGAN_BACKEND=cupy MINIGAN_DATA="$MINIGAN_SHARED/data/mnist" python3 benchmarks/quality.py
        --presets ${PRESETS:-dcgan-mnist} --seeds ${SEEDS:-3} --first-seed ${FIRST_SEED:-0} --runs "$runs")
-    TAIL=40 section quality "${TRAIN_S:-450}" "${q[@]}" --jobs 3 "${set_steps[@]}"
+    TAIL=40 section quality "${TRAIN_S:-450}" "${q[@]}" --jobs 3 "${sets[@]}"
     pkill -f "minigan train" && sleep 3           # (timeout stops quality.py, not the trainings it started)
     TAIL=40 section quality_scored 100 "${q[@]}" --from-runs
     cp benchmarks/quality.md "$out/quality.md"
