@@ -172,12 +172,13 @@ PRESETS = {
     # against 110.7 / 86.3 / 73.7 with it (benchmarks/quality.md, session 13; TTUR, and spectral norm on that
     # critic, lost).  16k steps: the FID falls 10-15 % a 1,000 steps from 5k to 8k on every seed measured
     # (3 seeds to 6k: 49.1 / 51.0 / 55.5; seeds 0 and 1 at 8k: 38.8 / 40.4; session 14), and on by 4-10 % a
-    # 1,000 steps to 16k (seed 0: 20.5 at 16k, 4.3x the floor, digit KL 0.007; session 15).  The learning
-    # rate doubled for both nets (4e-4; DCGAN's 2e-4 until session 17): seed 0's EMA reaches at 3k / 6k steps
-    # the FID 2e-4 reached at ~5k / ~9.5k (59.5 / 33.7 against 95.6-106.0 / 49.1-55.5 at 3k / 6k on three
-    # seeds): ~1.6x fewer steps to the same FID at every scoring from 2k on; G's rate alone doubled did as
-    # well for its EMA with a raw G that wandered more (its raw FID 159 at 4k against 109).  Measured to 8k on one
-    # seed on the CPU; the 16k steps and three seeds are owed to a GPU (benchmarks/quality.md, session 17)
+    # 1,000 steps to 16k (seed 0: 20.5 at 16k, 4.3x the floor, digit KL 0.007; session 15).  The learning rate
+    # doubled for both nets (4e-4; DCGAN's 2e-4 until session 17): seed 0's EMA reaches at 3k / 6k steps the
+    # FID 2e-4 reached at ~5k / ~9.5k (59.5 / 33.7 against 95.6-106.0 / 49.1-55.5 at 3k / 6k on three seeds;
+    # 27.7 at 8k, where 2e-4 took ~11.5k): ~1.4-1.7x fewer steps to the same FID from 2k on; G's rate alone
+    # doubled did as well for its EMA with a raw G that wandered more (its raw FID 159 at 4k against 109).
+    # Measured to 8k on one seed on the CPU; the 16k steps and three seeds are owed to a GPU
+    # (benchmarks/quality.md, session 17)
     "dcgan-mnist": Preset(_dcgan_mnist, dict(data="mnist", z_dim=100, steps=16000, batch_size=128, init="dcgan",
                                              ema=0.999, d_norm="none", lr_g=4e-4, lr_d=4e-4), "DCGAN on 28x28 MNIST"),
     "resnet-mnist": Preset(_resnet_mnist, dict(data="mnist", z_dim=128, steps=5000, batch_size=64, ema=0.999),
