@@ -177,8 +177,8 @@ PRESETS = {
     # FID 2e-4 reached at ~5k / ~9.5k (59.5 / 33.7 against 95.6-106.0 / 49.1-55.5 at 3k / 6k on three seeds;
     # 27.7 at 8k, where 2e-4 took ~11.5k): ~1.4-1.7x fewer steps to the same FID from 2k on; G's rate alone
     # doubled did as well for its EMA with a raw G that wandered more (its raw FID 159 at 4k against 109).
-    # Measured to 8k on one seed on the CPU; the 16k steps and three seeds are owed to a GPU
-    # (benchmarks/quality.md, session 17)
+    # Measured to 9k on one seed on the CPU (26.0; the lead narrowing: ~1.4x at 9k); the 16k steps and three
+    # seeds are owed to a GPU (benchmarks/quality.md, session 17)
     "dcgan-mnist": Preset(_dcgan_mnist, dict(data="mnist", z_dim=100, steps=16000, batch_size=128, init="dcgan",
                                              ema=0.999, d_norm="none", lr_g=4e-4, lr_d=4e-4), "DCGAN on 28x28 MNIST"),
     "resnet-mnist": Preset(_resnet_mnist, dict(data="mnist", z_dim=128, steps=5000, batch_size=64, ema=0.999),
