@@ -126,7 +126,8 @@ elif [ "$part" = quality ]; then
     runs=$(mktemp -d)
     sets=()
     [ -n "${STEPS:-}" ] && sets=(--set "steps=$STEPS")
-    for kv in ${SET:-}; do sets+=(--set "$kv"); done     # SET="lr_g=4e-4 lr_d=4e-4": more recipe overrides
+    read -r -a extra <<< "${SET:-}"    # SET="lr_g=4e-4 lr_d=4e-4": more recipe overrides, split on spaces
+    for kv in "${extra[@]}"; do sets+=(--set "$kv"); done  # (not globbed: betas_g=[0.5,0.9] stays as written)
     q=(env MINIGAN_BACKEND=cupy MINIGAN_DATA="$MINIGAN_SHARED/data/mnist" python3 benchmarks/quality.py
        --presets ${PRESETS:-dcgan-mnist} --seeds ${SEEDS:-3} --first-seed ${FIRST_SEED:-0} --runs "$runs")
     TAIL=40 section quality "${TRAIN_S:-450}" "${q[@]}" --jobs 3 "${sets[@]}"
