@@ -135,6 +135,45 @@ def test_score_mnist_samples_gives_what_evaluate_gives():
         metrics.score_mnist_samples(real, real, n=100)
 
 
+def test_the_real_reference_passes_the_classifier_once_per_images_n_seed_and_weights(monkeypatch):
+    """evaluate / score_mnist_samples keep the last few real references (two classifier passes and the
+    floor): a repeat call passes only the samples, and anything that changes the reference (a pixel, n,
+    the seed, a weight) computes it anew; the numbers are the uncached ones to the bit."""
+    import importlib
+    ev = importlib.import_module("minigan.metrics.evaluate")     # metrics.evaluate is the function
+    monkeypatch.setattr(ev, "_REFERENCES", type(ev._REFERENCES)())
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(240, 28, 28), dtype=np.uint8)
+    fake = rng.uniform(-1, 1, size=(100, 1, 28, 28)).astype(np.float32)
+    clf = MnistClassifier(batch=64)
+    passes = []
+    real_pass = clf.features_and_logits
+    monkeypatch.setattr(clf, "features_and_logits", lambda x: passes.append(len(x)) or real_pass(x))
+
+    def score(imgs=images, n=50, seed=1):
+        before = len(passes)
+        out = metrics.score_mnist_samples(fake, imgs, n=n, seed=seed, classifier=clf)
+        return out, len(passes) - before
+
+    first, k = score()
+    assert k == 3                                   # two real halves and the samples
+    again, k = score()
+    assert k == 1 and again == first
+    again["floor"]["fid"] = -1.0                    # a caller's dict is its own
+    assert score()[0]["floor"] == first["floor"]
+    a, b, _ = ev._real_reference(images, 50, 1, clf)
+    assert not (a[0].flags.writeable or b[1].flags.writeable)
+    monkeypatch.setattr(ev, "_REFERENCES", type(ev._REFERENCES)())
+    assert score()[0] == first                      # computed anew: the same numbers
+    edited = images.copy()
+    edited[7, 3, 4] ^= 1
+    assert [score(**kw)[1] for kw in ({"imgs": edited}, {"n": 60}, {"seed": 2}, {})] == [3, 3, 3, 1]
+    assert len(ev._REFERENCES) == ev.REFERENCES_KEPT
+    w = clf.net.parameters()["0.weight"]
+    w[0, 0, 0, 0] += 1e-3                            # in place: the same arrays, other weights
+    assert score()[1] == 3
+
+
 @pytest.mark.parametrize("preset", ["grid25", "dcgan-mnist", "resnet-mnist", "cgan-mnist"])
 def test_evaluate_every_other_preset(preset):
     from minigan.gan.trainer import Trainer

@@ -1,7 +1,9 @@
 """Evaluate a training run: mode coverage for 2-D mixtures, classifier-feature metrics for MNIST,
 modes out of 1000 for stacked MNIST.  Each metric comes with its real-vs-real floor where one exists
 (two disjoint halves of the real data), so that a number can be read against what is attainable."""
+import hashlib
 import math
+from collections import OrderedDict
 
 import numpy as np
 
@@ -49,6 +51,41 @@ def _real_halves(images, n, rng, clf):
     return tuple(clf.features_and_logits(x) for x in halves)                # one classifier pass per set
 
 
+_REFERENCES = OrderedDict()     # the last few real references, keyed by what determines them (_real_reference)
+REFERENCES_KEPT = 4             # ~11 MB each at n = 5,000
+
+
+def _digest(*arrays):
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        a = np.ascontiguousarray(to_backend(a, "numpy"))
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.data)
+    return h.hexdigest()
+
+
+def _real_reference(images, n, seed, clf):
+    """-> (a, b, floor): _real_halves(images, n, default_rng(seed), clf) and the floor's metrics
+    (_feature_metrics(a, b)).  They depend only on the images' bytes, n, seed and the classifier's
+    weights (and its batch and backend), so the last REFERENCES_KEPT are kept, keyed by exactly these (the
+    bytes by a digest): a run scored every 1,000 steps, or many generators scored against one set,
+    pass the real images through the classifier once.  The arrays are read-only and the floor a copy."""
+    weights = sorted({**clf.net.parameters(), **clf.net.buffers()}.items())
+    key = (_digest(images), int(n), int(seed), tuple(k for k, _ in weights), _digest(*(v for _, v in weights)),
+           clf.batch, clf.backend)
+    if key in _REFERENCES:
+        _REFERENCES.move_to_end(key)
+    else:
+        a, b = _real_halves(images, n, np.random.default_rng(seed), clf)
+        for arr in (*a, *b):
+            arr.setflags(write=False)
+        _REFERENCES[key] = (a, b, _feature_metrics(a, b))
+        while len(_REFERENCES) > REFERENCES_KEPT:
+            _REFERENCES.popitem(last=False)
+    a, b, floor = _REFERENCES[key]
+    return a, b, dict(floor)
+
+
 def score_mnist_samples(samples, images, n=MNIST_SAMPLES, seed=0, classifier=None):
     """-> the MNIST metrics of any generator's ``samples`` ((N, 1, 28, 28) in [-1, 1], N >= n, numpy or
     CuPy; its first n are scored) against n real ``images`` (uint8 (M, 28, 28), M >= 2n), with the real-vs-real
@@ -64,8 +101,8 @@ def score_mnist_samples(samples, images, n=MNIST_SAMPLES, seed=0, classifier=Non
     if len(samples) < n:
         raise ValueError(f"score_mnist_samples: {len(samples)} samples given, {n} needed (n={n})")
     n, clf = int(n), classifier or MnistClassifier()
-    a, b = _real_halves(images, n, np.random.default_rng(seed), clf)
-    return {"n": n, **_feature_metrics(a, clf.features_and_logits(samples[:n])), "floor": _feature_metrics(a, b)}
+    a, _, floor = _real_reference(images, n, seed, clf)
+    return {"n": n, **_feature_metrics(a, clf.features_and_logits(samples[:n])), "floor": floor}
 
 
 def _samplers(trainer):
@@ -129,12 +166,12 @@ def evaluate(trainer, n=None, seed=0, classifier=None, features=None):
         return _untruncated(trainer, out, lambda sampler: modes(sampler, 0))
     images = trainer.host_images
     n = min(n or MNIST_SAMPLES, len(images) // 2)
-    a, b = _real_halves(images, n, rng, clf)
+    a, _, floor = _real_reference(images, n, seed, clf)      # as _real_halves(images, n, rng, clf) would draw
 
     def features_of(sampler, truncate=None):
         fake = trainer.sample(n, seed=seed, ema=sampler == "ema", truncate=truncate)
         return _feature_metrics(a, clf.features_and_logits(fake))
-    out = _headline(trainer, {s: features_of(s) for s in _samplers(trainer)}, {"n": n, "floor": _feature_metrics(a, b)})
+    out = _headline(trainer, {s: features_of(s) for s in _samplers(trainer)}, {"n": n, "floor": floor})
     return _untruncated(trainer, out, lambda sampler: features_of(sampler, 0))
 
 
