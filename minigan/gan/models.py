@@ -175,10 +175,11 @@ PRESETS = {
     # 1,000 steps to 16k (seed 0: 20.5 at 16k, 4.3x the floor, digit KL 0.007; session 15).  The learning rate
     # doubled for both nets (4e-4; DCGAN's 2e-4 until session 17): seed 0's EMA reaches at 3k / 6k steps the
     # FID 2e-4 reached at ~5k / ~9.5k (59.5 / 33.7 against 95.6-106.0 / 49.1-55.5 at 3k / 6k on three seeds;
-    # 27.7 at 8k, where 2e-4 took ~11.5k): ~1.4-1.7x fewer steps to the same FID from 2k on; G's rate alone
+    # 27.7 at 8k, where 2e-4 took ~11.5k): ~1.4-1.7x fewer steps to the same FID from 2k to 9k; G's rate alone
     # doubled did as well for its EMA with a raw G that wandered more (its raw FID 159 at 4k against 109).
-    # Measured to 9k on one seed on the CPU (26.0; the lead narrowing: ~1.4x at 9k); the 16k steps and three
-    # seeds are owed to a GPU (benchmarks/quality.md, session 17)
+    # Seed 0 to 16k (session 18): the lead narrows and ends, 20.6 / 20.3 / 21.1 / 20.3 at 13k-16k against
+    # 2e-4's 20.5 and 20.2 at 16k (seeds 0, 1), so at the default 16k the two rates score the same, and 4e-4
+    # is ahead at any earlier stop; seed 1 at 4e-4: 90.9 / 56.6 at 2k / 3k (2e-4: 154.2 / 103.9).
     "dcgan-mnist": Preset(_dcgan_mnist, dict(data="mnist", z_dim=100, steps=16000, batch_size=128, init="dcgan",
                                              ema=0.999, d_norm="none", lr_g=4e-4, lr_d=4e-4), "DCGAN on 28x28 MNIST"),
     "resnet-mnist": Preset(_resnet_mnist, dict(data="mnist", z_dim=128, steps=5000, batch_size=64, ema=0.999),
