@@ -161,8 +161,8 @@ def test_the_real_reference_passes_the_classifier_once_per_images_n_seed_and_wei
     assert k == 1 and again == first
     again["floor"]["fid"] = -1.0                    # a caller's dict is its own
     assert score()[0]["floor"] == first["floor"]
-    a, b, _ = ev._real_reference(images, 50, 1, clf)
-    assert not (a[0].flags.writeable or b[1].flags.writeable)
+    a, _ = ev._real_reference(images, 50, 1, clf)
+    assert not (a[0].flags.writeable or a[1].flags.writeable)
     monkeypatch.setattr(ev, "_REFERENCES", type(ev._REFERENCES)())
     assert score()[0] == first                      # computed anew: the same numbers
     edited = images.copy()

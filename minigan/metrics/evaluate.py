@@ -52,7 +52,7 @@ def _real_halves(images, n, rng, clf):
 
 
 _REFERENCES = OrderedDict()     # the last few real references, keyed by what determines them (_real_reference)
-REFERENCES_KEPT = 4             # ~11 MB each at n = 5,000
+REFERENCES_KEPT = 4             # ~5.5 MB each at n = 5,000
 
 
 def _digest(*arrays):
@@ -65,11 +65,12 @@ def _digest(*arrays):
 
 
 def _real_reference(images, n, seed, clf):
-    """-> (a, b, floor): _real_halves(images, n, default_rng(seed), clf) and the floor's metrics
-    (_feature_metrics(a, b)).  They depend only on the images' bytes, n, seed and the classifier's
-    weights (and its batch and backend), so the last REFERENCES_KEPT are kept, keyed by exactly these (the
-    bytes by a digest): a run scored every 1,000 steps, or many generators scored against one set,
-    pass the real images through the classifier once.  The arrays are read-only and the floor a copy."""
+    """-> (a, floor): the reference half a of _real_halves(images, n, default_rng(seed), clf) and the
+    floor's metrics (_feature_metrics(a, b) with the other half b, which is then not needed).  They depend
+    only on the images' bytes, n, seed and the classifier's weights (and its batch and backend), so the last
+    REFERENCES_KEPT are kept, keyed by exactly these (the bytes by a digest): a run scored every 1,000 steps,
+    or many generators scored against one set, pass the real images through the classifier once.  a's
+    arrays are read-only and the floor a copy."""
     weights = sorted({**clf.net.parameters(), **clf.net.buffers()}.items())
     key = (_digest(images), int(n), int(seed), tuple(k for k, _ in weights), _digest(*(v for _, v in weights)),
            clf.batch, clf.backend)
@@ -77,13 +78,13 @@ def _real_reference(images, n, seed, clf):
         _REFERENCES.move_to_end(key)
     else:
         a, b = _real_halves(images, n, np.random.default_rng(seed), clf)
-        for arr in (*a, *b):
+        for arr in a:
             arr.setflags(write=False)
-        _REFERENCES[key] = (a, b, _feature_metrics(a, b))
+        _REFERENCES[key] = (a, _feature_metrics(a, b))
         while len(_REFERENCES) > REFERENCES_KEPT:
             _REFERENCES.popitem(last=False)
-    a, b, floor = _REFERENCES[key]
-    return a, b, dict(floor)
+    a, floor = _REFERENCES[key]
+    return a, dict(floor)
 
 
 def score_mnist_samples(samples, images, n=MNIST_SAMPLES, seed=0, classifier=None):
@@ -101,7 +102,7 @@ def score_mnist_samples(samples, images, n=MNIST_SAMPLES, seed=0, classifier=Non
     if len(samples) < n:
         raise ValueError(f"score_mnist_samples: {len(samples)} samples given, {n} needed (n={n})")
     n, clf = int(n), classifier or MnistClassifier()
-    a, _, floor = _real_reference(images, n, seed, clf)
+    a, floor = _real_reference(images, n, seed, clf)
     return {"n": n, **_feature_metrics(a, clf.features_and_logits(samples[:n])), "floor": floor}
 
 
@@ -166,7 +167,7 @@ def evaluate(trainer, n=None, seed=0, classifier=None, features=None):
         return _untruncated(trainer, out, lambda sampler: modes(sampler, 0))
     images = trainer.host_images
     n = min(n or MNIST_SAMPLES, len(images) // 2)
-    a, _, floor = _real_reference(images, n, seed, clf)      # as _real_halves(images, n, rng, clf) would draw
+    a, floor = _real_reference(images, n, seed, clf)         # as _real_halves(images, n, rng, clf) would draw
 
     def features_of(sampler, truncate=None):
         fake = trainer.sample(n, seed=seed, ema=sampler == "ema", truncate=truncate)
