@@ -323,7 +323,8 @@ class Trainer:
                              f"(each divisible by pack={r['pack']}) for {k} ranks")
         if r["penalty"] != "none" and any(isinstance(m, _BatchNorm) for m in walk(self.D)):
             raise ValueError("a gradient penalty through a BatchNorm critic is not data-parallel yet (its tangent "
-                             "would use per-rank statistics); run it on one process, or without the penalty (--penalty none)")
+                             "would use per-rank statistics); run it on one process, or without the penalty "
+                             "(penalty='none'; --penalty none)")
         self.comm.broadcast_arrays(self.G.parameters())
         self.comm.broadcast_arrays(self.D.parameters())
         parallel.sync(self.comm)
