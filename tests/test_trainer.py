@@ -495,6 +495,35 @@ def test_d_norm_puts_batchnorm_in_the_dcgan_critics_only(tmp_path):
         assert any(type(m).__name__ == "BatchNorm2d" for m in back.D.layers) == (norm == "batch")
 
 
+def test_d_channels_sizes_the_dcgan_critics_only_and_old_runs_resume_at_64(tmp_path):
+    from minigan.gan.models import build_nets, recipe_for
+    for preset in ("dcgan-mnist", "dcgan-stacked"):
+        cin = 3 if preset == "dcgan-stacked" else 1
+        for c, norm in ((64, "none"), (16, "none"), (24, "batch")):
+            _, D = build_nets(preset, recipe_for(preset, d_channels=c, d_norm=norm))
+            p = D.parameters()
+            assert p["0.weight"].shape == (c, cin, 4, 4) and p["2.weight"].shape == (2 * c, c, 4, 4)
+            assert p[f"{len(D.layers) - 1}.weight"].shape == (1, 2 * c * 7 * 7)
+            assert (norm == "batch") == (p.get("3.weight", np.zeros(0)).shape == (2 * c,))
+    with pytest.raises(ValueError, match="d_channels must be an int >= 1 for preset 'dcgan-mnist'"):
+        Trainer("dcgan-mnist", d_channels=0)
+    with pytest.raises(ValueError, match="d_channels sets .* preset 'mlp-mnist' has a fixed architecture"):
+        Trainer("mlp-mnist", d_channels=64)
+    with pytest.raises(ValueError, match="recipe key 'd_channels' builds a preset's nets"):
+        Trainer(G=minigan.Sequential(minigan.nn.Linear(4, 2), seed=0),
+                D=minigan.Sequential(minigan.nn.Linear(2, 1), seed=0), data=np.zeros((8, 2), np.float32), z_dim=4,
+                d_channels=8)
+    # a run keeps its width on resume; one saved before the key had 64 channels, and resumes so
+    for c in (8, 64):
+        run = tmp_path / str(c)
+        Trainer("dcgan-mnist", seed=0, steps=1, batch_size=4, data_dir=shared_data("mnist"), out_dir=run,
+                sample_every=0, d_channels=c).run(progress=False)
+        if c == 64:
+            drop_recipe_key(run, "d_channels")
+        back = Trainer.resume(run)
+        assert back.recipe["d_channels"] == c and back.D.parameters()["0.weight"].shape[0] == c
+
+
 @pytest.mark.parametrize("key", ["g_norm", "d_norm"])
 def test_a_norm_key_is_refused_with_your_own_nets(key):
     G = minigan.Sequential(minigan.nn.Linear(4, 2), seed=0)

@@ -38,6 +38,8 @@ DEFAULT_RECIPE = {
                                   # MNIST presets (mlp-mnist, cgan-mnist); the others' G is fixed
     "d_norm": "none",             # none | batch: BatchNorm after the second conv of D, in the DCGAN presets
                                   # (dcgan-mnist, dcgan-stacked); the others' D is fixed
+    "d_channels": 0,              # channels of the DCGAN presets' D: c in its first conv, 2c in its second (their
+                                  # default 64); 0: a preset of fixed D (the others)
     "pack": 1,                    # PacGAN: D judges `pack` samples at once (joined along features/channels)
     "penalty": "none",            # none | r1 (real data) | r2 (fakes) | wgan_gp: exact, second order (gan.penalties)
     "penalty_weight": 10.0,       # gamma of R1/R2, lambda of WGAN-GP
@@ -106,9 +108,10 @@ def _dcgan_mnist(r, channels=1):
          nn.Conv2d(64, channels, 3, padding=1), nn.Tanh()]
     drop = [nn.Dropout(r["d_dropout"])] if r["d_dropout"] else []
     norm = r["d_norm"] == "batch"                     # (its conv then has no bias: the norm would cancel it)
-    D = [nn.Conv2d(channels * r["pack"], 64, 4, stride=2, padding=1), _lrelu(), *drop,                     # 14x14
-         nn.Conv2d(64, 128, 4, stride=2, padding=1, bias=not norm), *([nn.BatchNorm2d(128)] if norm else []),  # 7x7
-         _lrelu(), *drop, nn.Flatten(), nn.Linear(128 * 7 * 7, 1)]
+    c = r["d_channels"]
+    D = [nn.Conv2d(channels * r["pack"], c, 4, stride=2, padding=1), _lrelu(), *drop,                      # 14x14
+         nn.Conv2d(c, 2 * c, 4, stride=2, padding=1, bias=not norm), *([nn.BatchNorm2d(2 * c)] if norm else []),  # 7x7
+         _lrelu(), *drop, nn.Flatten(), nn.Linear(2 * c * 7 * 7, 1)]
     return G, D
 
 
@@ -185,14 +188,16 @@ PRESETS = {
     # pace with the run without it, then leads (FID 204 / 89 / 55 / 33.6 / 27.4 at 1k, 2k, 3k, 5k, 6k against
     # 219 / 95 / 60 / 39.7 / 33.7; 25.1 at 7k, where the run without it scored 31.0); its 16k is owed to a GPU.
     "dcgan-mnist": Preset(_dcgan_mnist, dict(data="mnist", z_dim=100, steps=16000, batch_size=128, init="dcgan",
-                                             ema=0.999, d_norm="none", lr_g=4e-4, lr_d=4e-4, penalty="r1",
-                                             penalty_weight=0.1, penalty_every=4), "DCGAN on 28x28 MNIST"),
+                                             ema=0.999, d_norm="none", d_channels=64, lr_g=4e-4, lr_d=4e-4,
+                                             penalty="r1", penalty_weight=0.1, penalty_every=4),
+                          "DCGAN on 28x28 MNIST"),
     "resnet-mnist": Preset(_resnet_mnist, dict(data="mnist", z_dim=128, steps=5000, batch_size=64, ema=0.999),
                            "ResNet GAN on MNIST: residual up-blocks in G, down-blocks in D"),
     # dcgan-stacked's critic keeps its BatchNorm: without it seed 0 found 977 of 1,000 modes, KL 0.450, against
     # 1,000 and 0.162 (a critic that sees each batch's own statistics keeps G's 1,000 modes even; session 13)
     "dcgan-stacked": Preset(lambda r: _dcgan_mnist(r, channels=3), dict(
-        data="stacked-mnist", z_dim=100, steps=5000, batch_size=64, init="dcgan", ema=0.999, d_norm="batch"),
+        data="stacked-mnist", z_dim=100, steps=5000, batch_size=64, init="dcgan", ema=0.999, d_norm="batch",
+        d_channels=64),
         "DCGAN on stacked MNIST: three digits as RGB channels, 1000 modes"),
     "cgan-mnist": Preset(_mlp_mnist, dict(data="mnist", z_dim=100, steps=10000, batch_size=128, conditional=True),
                          "conditional MLP GAN on MNIST: one-hot digit joined to z and to D's input"),
@@ -205,13 +210,12 @@ def recipe_for(name, **overrides):
         raise KeyError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     check_keys(overrides)
     recipe = check_recipe({**DEFAULT_RECIPE, **PRESETS[name].recipe, **overrides})
-    sized = PRESETS[name].recipe.get("width", 0) > 0
-    if sized and recipe["width"] < 1:
-        raise ValueError(f"width must be an int >= 1 for preset {name!r} (the hidden width of its MLPs), "
-                         f"got {recipe['width']!r}")
-    if not sized and recipe["width"]:
-        raise ValueError(f"width sets the hidden width of the ring8 and grid25 MLPs; preset {name!r} has a "
-                         f"fixed architecture (expected width 0, got {recipe['width']!r})")
+    for key, (what, presets) in SIZED.items():
+        if name in presets and recipe[key] < 1:
+            raise ValueError(f"{key} must be an int >= 1 for preset {name!r} ({what}), got {recipe[key]!r}")
+        if name not in presets and recipe[key]:
+            raise ValueError(f"{key} sets {what} of {' and '.join(presets)}; preset {name!r} has a fixed "
+                             f"architecture (expected {key} 0, got {recipe[key]!r})")
     for key, (kind, net, presets) in NORMED.items():
         if recipe[key] != "none" and name not in presets:
             raise ValueError(f"{key} sets the normalisation of the {kind} presets' {net} ({', '.join(presets)}); "
@@ -229,7 +233,8 @@ def check_keys(overrides):
 def check_recipe(recipe):
     """Validate the values of a full recipe (clear errors naming the key); -> the recipe."""
     for key, low in (("batch_size", 1), ("steps", 1), ("n_critic", 1), ("pack", 1), ("z_dim", 1), ("width", 0),
-                     ("sample_every", 0), ("checkpoint_every", 0), ("ema_bn_batches", 0)):     # (0: never)
+                     ("d_channels", 0), ("sample_every", 0), ("checkpoint_every", 0),
+                     ("ema_bn_batches", 0)):                              # (0: never)
         v = recipe[key]
         if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= low):
             raise ValueError(f"{key} must be an int >= {low}, got {v!r}")
@@ -261,6 +266,9 @@ NORMS = ("none", "batch")            # the values of g_norm and d_norm
 DCGAN_PRESETS = ("dcgan-mnist", "dcgan-stacked")
 # the presets whose net each key normalises (the others' is fixed): key -> (what they are, which net, presets)
 NORMED = {"g_norm": ("MLP MNIST", "G", ("mlp-mnist", "cgan-mnist")), "d_norm": ("DCGAN", "D", DCGAN_PRESETS)}
+# the size keys (0 for a preset they do not size): key -> (what they set, the presets they size)
+SIZED = {"width": ("the hidden width of the MLPs", ("ring8", "grid25")),
+         "d_channels": ("the channels of D's two convs: c, then 2c", DCGAN_PRESETS)}
 # the width of the presets' MLPs before `width` was a recipe key: what their runs saved without it were built with
 LEGACY_WIDTH = {"ring8": 128, "grid25": 256}
 
@@ -268,8 +276,9 @@ LEGACY_WIDTH = {"ring8": 128, "grid25": 256}
 def legacy_recipe(preset):
     """What a run of ``preset`` saved before a key existed did, for the keys where that is not the key's
     default of today (every other missing key takes DEFAULT_RECIPE's value)."""
-    return {"width": LEGACY_WIDTH.get(preset, 0), "ema_bn_batches": 0,
-            "d_norm": "batch" if preset in DCGAN_PRESETS else "none"}
+    dcgan = preset in DCGAN_PRESETS
+    return {"width": LEGACY_WIDTH.get(preset, 0), "ema_bn_batches": 0, "d_norm": "batch" if dcgan else "none",
+            "d_channels": 64 if dcgan else 0}
 
 
 def spectral_normed(layers):

@@ -80,7 +80,8 @@ def _custom_recipe(G, D, z_dim, overrides):
     if not (isinstance(z_dim, (int, np.integer)) and z_dim >= 1):
         raise ValueError(f"Trainer: z_dim must be a positive int (the size of G's noise input), got {z_dim!r}")
     check_keys(overrides)
-    for key in ("data", "conditional", "init", "spectral_norm", "d_dropout", "width", "g_norm", "d_norm"):
+    for key in ("data", "conditional", "init", "spectral_norm", "d_dropout", "width", "g_norm", "d_norm",
+                "d_channels"):
         if key in overrides and overrides[key] != DEFAULT_RECIPE[key]:
             raise ValueError(f"Trainer: recipe key {key!r} builds a preset's nets or data; with your own G, D "
                              f"and data, put it in them instead")
