@@ -186,7 +186,8 @@ PRESETS = {
     # A lazy R1 penalty on D (gamma 0.1, every 4th D step; session 19): switched on in that run's plateau at 18k
     # (FID 19.9-21.1 from 13k to 18k) it fell to 17.6 / 16.2 / 15.5 / 15.1 at 20k-23k; from scratch it keeps
     # pace with the run without it, then leads (FID 204 / 89 / 55 / 33.6 / 27.4 at 1k, 2k, 3k, 5k, 6k against
-    # 219 / 95 / 60 / 39.7 / 33.7; 25.1 at 7k, where the run without it scored 31.0); its 16k is owed to a GPU.
+    # 219 / 95 / 60 / 39.7 / 33.7; 25.1 at 7k, where the run without it scored 31.0), and at 16k scores 16.1
+    # against 20.3 (session 20; seed 0; still falling 1-6 % a 1,000 steps). Other seeds' 16k: GPU work.
     "dcgan-mnist": Preset(_dcgan_mnist, dict(data="mnist", z_dim=100, steps=16000, batch_size=128, init="dcgan",
                                              ema=0.999, d_norm="none", d_channels=64, lr_g=4e-4, lr_d=4e-4,
                                              penalty="r1", penalty_weight=0.1, penalty_every=4),
