@@ -211,7 +211,8 @@ def recipe_for(name, **overrides):
         raise KeyError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     check_keys(overrides)
     recipe = check_recipe({**DEFAULT_RECIPE, **PRESETS[name].recipe, **overrides})
-    for key, (what, presets) in SIZED.items():
+    for key, what in SIZED.items():
+        presets = [n for n, p in PRESETS.items() if p.recipe.get(key, 0) > 0]     # (the presets it sizes)
         if name in presets and recipe[key] < 1:
             raise ValueError(f"{key} must be an int >= 1 for preset {name!r} ({what}), got {recipe[key]!r}")
         if name not in presets and recipe[key]:
@@ -267,9 +268,8 @@ NORMS = ("none", "batch")            # the values of g_norm and d_norm
 DCGAN_PRESETS = ("dcgan-mnist", "dcgan-stacked")
 # the presets whose net each key normalises (the others' is fixed): key -> (what they are, which net, presets)
 NORMED = {"g_norm": ("MLP MNIST", "G", ("mlp-mnist", "cgan-mnist")), "d_norm": ("DCGAN", "D", DCGAN_PRESETS)}
-# the size keys (0 for a preset they do not size): key -> (what they set, the presets they size)
-SIZED = {"width": ("the hidden width of the MLPs", ("ring8", "grid25")),
-         "d_channels": ("the channels of D's two convs: c, then 2c", DCGAN_PRESETS)}
+# the size keys: key -> what they set, in the presets whose recipe sets them (> 0; 0 in the others')
+SIZED = {"width": "the hidden width of the MLPs", "d_channels": "the channels of D's two convs: c, then 2c"}
 # the width of the presets' MLPs before `width` was a recipe key: what their runs saved without it were built with
 LEGACY_WIDTH = {"ring8": 128, "grid25": 256}
 

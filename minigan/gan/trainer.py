@@ -26,7 +26,7 @@ from ..data import MIXTURES, load_mnist, stacked_mnist
 from ..viz import grid_figure, samples_figure
 from ..ops.activations import sigmoid
 from .losses import gan_objective
-from .models import DEFAULT_RECIPE, build_nets, legacy_recipe, recipe_for
+from .models import DEFAULT_RECIPE, NORMED, SIZED, build_nets, legacy_recipe, recipe_for
 from .penalties import r1_penalty, wgan_gp_penalty
 from .truncation import check_truncate, jacobian_norms_in_chunks, truncated_sample, truncation_threshold
 
@@ -80,8 +80,7 @@ def _custom_recipe(G, D, z_dim, overrides):
     if not (isinstance(z_dim, (int, np.integer)) and z_dim >= 1):
         raise ValueError(f"Trainer: z_dim must be a positive int (the size of G's noise input), got {z_dim!r}")
     check_keys(overrides)
-    for key in ("data", "conditional", "init", "spectral_norm", "d_dropout", "width", "g_norm", "d_norm",
-                "d_channels"):
+    for key in ("data", "conditional", "init", "spectral_norm", "d_dropout", *SIZED, *NORMED):
         if key in overrides and overrides[key] != DEFAULT_RECIPE[key]:
             raise ValueError(f"Trainer: recipe key {key!r} builds a preset's nets or data; with your own G, D "
                              f"and data, put it in them instead")
