@@ -196,7 +196,7 @@ PRESETS = {
                            "ResNet GAN on MNIST: residual up-blocks in G, down-blocks in D"),
     # dcgan-stacked's critic keeps its BatchNorm: without it seed 0 found 977 of 1,000 modes, KL 0.450, against
     # 1,000 and 0.162 (a critic that sees each batch's own statistics keeps G's 1,000 modes even; session 13).
-    # Packing (pack=2, PacDCGAN2) did not help at 5k (KL 0.176); that run resumed to 10k reached 0.107: steps
+    # Packing (pack=2, PacDCGAN2) did not help at 5k (KL 0.176, unpacked 0.152); resumed to 10k it reached 0.107: steps
     # are what lowered it (session 21; one seed; benchmarks/quality.md)
     "dcgan-stacked": Preset(lambda r: _dcgan_mnist(r, channels=3), dict(
         data="stacked-mnist", z_dim=100, steps=5000, batch_size=64, init="dcgan", ema=0.999, d_norm="batch",
