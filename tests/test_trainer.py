@@ -520,7 +520,7 @@ def test_d_channels_sizes_the_dcgan_critics_only_and_old_runs_resume_at_64(tmp_p
         assert back.recipe["d_channels"] == c and back.D.parameters()["0.weight"].shape[0] == c
 
 
-@pytest.mark.parametrize("key, value", [("g_norm", "batch"), ("d_norm", "batch"), ("d_channels", 8)])
+@pytest.mark.parametrize("key, value", [("g_norm", "batch"), ("d_norm", "batch"), ("d_channels", 8), ("width", 8)])
 def test_a_norm_or_size_key_is_refused_with_your_own_nets(key, value):
     G = minigan.Sequential(minigan.nn.Linear(4, 2), seed=0)
     D = minigan.Sequential(minigan.nn.Linear(2, 1), seed=0)
