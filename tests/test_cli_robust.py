@@ -47,6 +47,8 @@ def _main(argv, capsys):
     (["train", "--steps", "0"], "--steps must be >= 1"),
     (["train", "--set", "pack=3", "--batch-size", "16"], "pack must be >= 1 and divide batch_size"),
     (["train", "--set", "lr_g=-1"], "lr_g must be a number >= 0"),
+    (["train", "--set", "topk=0"], "topk must be a fraction in (0, 1]"),
+    (["train", "--set", "topk=1.5"], "topk must be a fraction in (0, 1]"),
     (["train", "--set", "nonsense=1"], "unknown recipe keys ['nonsense']"),
     (["train", "--set", "novalue"], "--set expects KEY=VALUE"),
     (["train", "--config", "missing.json"], "cannot read a JSON recipe"),

@@ -6,7 +6,8 @@ and handed to the torch side, which then runs the step as the README states it:
     n_critic times:  fake = G(z);  D loss on D(real), D(fake.detach()) (+ the penalty on its D steps,
                      weight x penalty_every);  + L1 on the gradients;  clip the global norm;
                      Adam step of D (L2 as Adam's weight decay);  clamp D's weights (weight_clip)
-    then:            G loss on the *updated* D(fake of the last D step);  gradients for G only;
+    then:            G loss on the *updated* D(fake of the last D step) (top-k: on the k largest logits
+                     only);  gradients for G only;
                      L1, clip;  Adam step of G;  both LR schedules step;  EMA of G with warm-up
                      decay_t = min(ema, (1 + t) / (10 + t)).
 
@@ -140,7 +141,10 @@ class TorchRecipe:
                 with torch.no_grad():
                     for p in self.D.parameters():
                         p.clamp_(-r["weight_clip"], r["weight_clip"])
-        loss_g = torch_g_loss(r["objective"], self.D(self.d_input(fake, labels)))
+        logit_g = self.D(self.d_input(fake, labels)).reshape(-1)
+        if r["topk"] < 1:                     # top-k training: G's loss on the k logits D rates most real
+            logit_g = logit_g[torch.topk(logit_g, max(1, round(r["topk"] * len(logit_g)))).indices]
+        loss_g = torch_g_loss(r["objective"], logit_g)
         grads = torch.autograd.grad(loss_g, list(self.G.parameters()))     # D's gradients untouched
         for p, g in zip(self.G.parameters(), grads):
             p.grad = g
@@ -180,15 +184,15 @@ RECIPES = {
     "ring8 non-saturating, n_critic 2, clip, L1, L2, cosine, EMA": (
         "ring8", dict(objective="non_saturating", n_critic=2, grad_clip=0.5, l1=1e-3, l2=1e-2,
                       lr_schedule="cosine", ema=0.95, batch_size=16, steps=20)),
-    "grid25 hinge, packing, weight clip, R1 every 2nd D step": (
+    "grid25 hinge, packing, weight clip, R1 every 2nd D step, top-k G (2 of 8 packs)": (
         "grid25", dict(objective="hinge", pack=2, weight_clip=0.05, penalty="r1", penalty_weight=3.0,
-                       penalty_every=2, n_critic=2, batch_size=16, ema=0.9)),
+                       penalty_every=2, n_critic=2, batch_size=16, ema=0.9, topk=0.3)),
     "ring8 wasserstein, spectral norm, WGAN-GP": (
         "ring8", dict(objective="wasserstein", spectral_norm=True, penalty="wgan_gp", penalty_weight=10.0,
                       n_critic=3, batch_size=16, lr_d=1e-3)),
-    "ring8 least squares, R2, Adam betas": (
+    "ring8 least squares, R2, Adam betas, top-k G (8 of 16)": (
         "ring8", dict(objective="least_squares", penalty="r2", penalty_weight=1.0, betas_g=[0.0, 0.9],
-                      betas_d=[0.3, 0.95], batch_size=16)),
+                      betas_d=[0.3, 0.95], batch_size=16, topk=0.5)),
     "dcgan-mnist (BatchNorm), R1": (
         "dcgan-mnist", dict(objective="non_saturating", penalty="r1", penalty_weight=1.0, batch_size=8,
                             grad_clip=1.0, d_norm="batch")),

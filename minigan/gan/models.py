@@ -44,6 +44,8 @@ DEFAULT_RECIPE = {
     "penalty": "none",            # none | r1 (real data) | r2 (fakes) | wgan_gp: exact, second order (gan.penalties)
     "penalty_weight": 10.0,       # gamma of R1/R2, lambda of WGAN-GP
     "penalty_every": 1,           # lazy regularisation (StyleGAN2): the penalty on every k-th D step, weight x k
+    "topk": 1.0,                  # top-k training (Sinha et al. 2020): G's update uses only the fraction topk of
+                                  # the batch's fakes that D rates most real (largest logits); 1: all of them
     "spectral_norm": False,       # wrap D's Linear / Conv2d / ConvTranspose2d layers in SpectralNorm
     "ema": 0.0,                   # decay of the EMA of G's weights used for sampling (0: off); step t uses
                                   # min(ema, (1 + t) / (10 + t)), so ema binds only from t ~ 9 / (1 - ema)
@@ -245,6 +247,9 @@ def check_recipe(recipe):
     for key in ("lr_g", "lr_d", "grad_clip", "weight_clip", "l1", "l2", "ema", "d_dropout", "eval_every"):
         if not (isinstance(recipe[key], (int, float, np.number)) and recipe[key] >= 0):
             raise ValueError(f"{key} must be a number >= 0, got {recipe[key]!r}")
+    if not (isinstance(recipe["topk"], (int, float, np.number)) and not isinstance(recipe["topk"], bool)
+            and 0 < recipe["topk"] <= 1):
+        raise ValueError(f"topk must be a fraction in (0, 1] (1: G learns from every fake), got {recipe['topk']!r}")
     if recipe["ema"] >= 1:
         raise ValueError(f"ema must be a decay in [0, 1), got {recipe['ema']!r}")
     check_truncate(recipe["truncate"])

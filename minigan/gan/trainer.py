@@ -21,7 +21,7 @@ import numpy as np
 from .. import checkpoint, optim, parallel
 from ..nn import walk
 from ..nn.norm import _BatchNorm
-from ..backend import get_backend, get_xp, to_backend
+from ..backend import asnumpy, get_backend, get_xp, to_backend
 from ..data import MIXTURES, load_mnist, stacked_mnist
 from ..viz import grid_figure, samples_figure
 from ..ops.activations import sigmoid
@@ -251,7 +251,7 @@ class Trainer:
             if r["weight_clip"]:
                 optim.clip_grad_value(D.parameters(), r["weight_clip"])
         logit_g, tape_g = D.forward(self._d_input(fake, labels), train=True, rng=self._rng_of(D))
-        loss_g, dlogit_g = obj.g_loss(logit_g)
+        loss_g, dlogit_g = self._g_loss(logit_g)
         dfake, _ = D.backward(dlogit_g, tape_g, param_grads=False, free_tape=True)
         if r["conditional"]:
             dfake = dfake[:, :-10]
@@ -284,6 +284,37 @@ class Trainer:
         if penalty is not None:
             rec["penalty"] = d_out[2]                # the last D step's that had one (in loss_d too)
         return rec
+
+    def _g_loss(self, logit):
+        """-> (loss, dlogit) of G's objective.  Top-k training (recipe ``topk`` < 1; Sinha et al. 2020): only the
+        k = max(1, round(topk * N)) fakes of the global batch (N logits; ties to the lower index) that D rates
+        most real, those of the largest logits, enter G's loss; with l the objective's per-logit G term,
+            L = 1/k sum_{i in top k} l(f_i),     dL/df_i = l'(f_i) / k on the top k, 0 on the rest.
+        With K ranks the logits are gathered (one Allreduce of N numbers), every rank picks the same top k,
+        and a rank holding m of them scales the objective's mean over its m (value and gradient 1/m) by
+        m K / k: the ranks' average, which the trainer takes, is then L and its gradient."""
+        topk, obj = self.recipe["topk"], self.objective
+        if topk >= 1:
+            return obj.g_loss(logit)
+        xp, flat = get_xp(logit), logit.reshape(-1)
+        n = flat.size
+        ranks, at = (1, 0) if self.comm is None else (self.comm.size, self.comm.rank * n)
+        every = np.zeros(n * ranks)            # each rank's logits at its offset, zeros elsewhere; summed
+        every[at:at + n] = asnumpy(flat)
+        if self.comm is not None:
+            every = self.comm.allreduce(every)
+        k = max(1, int(round(topk * n * ranks)))
+        keep = np.zeros(n * ranks, dtype=bool)
+        keep[np.argsort(-every, kind="stable")[:k]] = True
+        idx = np.flatnonzero(keep[at:at + n])
+        dlogit = xp.zeros_like(flat)
+        if not len(idx):                       # none of the top k on this rank: it adds nothing
+            return xp.zeros((), dtype=flat.dtype), dlogit.reshape(logit.shape)
+        idx = xp.asarray(idx)
+        loss, d = obj.g_loss(flat[idx])
+        scale = flat.dtype.type(len(idx) * ranks / k)      # 1 with one process (m = k)
+        dlogit[idx] = d * scale
+        return loss * scale, dlogit.reshape(logit.shape)
 
     def _penalty(self, d_real, d_fake, tape_real):
         """-> (value, grads) of the recipe's gradient penalty on D's inputs (exact, by one tangent pass;
