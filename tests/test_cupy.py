@@ -113,6 +113,21 @@ def test_standing_statistics_on_cupy_match_numpy():
     assert minigan.gradcheck.rel_error(runs[1].sample(6, seed=1), runs[0].sample(6, seed=1)) <= 1e-8
 
 
+def test_top_k_training_on_cupy_matches_numpy():
+    """Top-k training (recipe topk) on the GPU: the same k fakes kept, the same weights after two float64
+    steps of dcgan-mnist as on the CPU."""
+    from conftest import shared_data
+    from minigan.gan import Trainer
+    runs = [Trainer("dcgan-mnist", seed=4, dtype="float64", data_dir=shared_data("mnist"), batch_size=8, topk=0.5,
+                    backend=b) for b in ("numpy", "cupy")]
+    for t in runs:
+        for _ in range(2):
+            t.train_step()
+    host, dev = (t.G.state_dict() for t in runs)
+    for k in host:
+        assert minigan.gradcheck.rel_error(minigan.asnumpy(dev[k]), host[k]) <= 1e-8, k
+
+
 @pytest.mark.parametrize("i", range(len(CASES)), ids=[f"{c[0]}-{c[1]}" for c in CASES])
 def test_tangents_on_cupy_match_numpy(i):
     """Second order on the GPU: Sequential.jvp and backward_jvp (the Hessian-vector products the
