@@ -298,15 +298,15 @@ class Trainer:
             return obj.g_loss(logit)
         xp, flat = get_xp(logit), logit.reshape(-1)
         n = flat.size
-        ranks, at = (1, 0) if self.comm is None else (self.comm.size, self.comm.rank * n)
-        every = np.zeros(n * ranks)            # each rank's logits at its offset, zeros elsewhere; summed
-        every[at:at + n] = asnumpy(flat)
+        ranks = 1 if self.comm is None else self.comm.size
+        every = np.zeros(n * ranks)            # each rank's logits in its slice (_mine), zeros elsewhere; summed
+        self._mine(every)[:] = asnumpy(flat)
         if self.comm is not None:
             every = self.comm.allreduce(every)
         k = max(1, int(round(topk * n * ranks)))
         keep = np.zeros(n * ranks, dtype=bool)
         keep[np.argsort(-every, kind="stable")[:k]] = True
-        idx = np.flatnonzero(keep[at:at + n])
+        idx = np.flatnonzero(self._mine(keep))
         dlogit = xp.zeros_like(flat)
         if not len(idx):                       # none of the top k on this rank: it adds nothing
             return xp.zeros((), dtype=flat.dtype), dlogit.reshape(logit.shape)
