@@ -49,6 +49,8 @@ def _main(argv, capsys):
     (["train", "--set", "lr_g=-1"], "lr_g must be a number >= 0"),
     (["train", "--set", "topk=0"], "topk must be a fraction in (0, 1]"),
     (["train", "--set", "topk=1.5"], "topk must be a fraction in (0, 1]"),
+    (["train", "--set", "augment=rotation", "--preset", "dcgan-mnist"], "unknown augment 'rotation'"),
+    (["train", "--set", "augment=cutout"], "augment transforms images; data 'ring8' are 2-D points"),
     (["train", "--set", "nonsense=1"], "unknown recipe keys ['nonsense']"),
     (["train", "--set", "novalue"], "--set expects KEY=VALUE"),
     (["train", "--config", "missing.json"], "cannot read a JSON recipe"),

@@ -69,6 +69,7 @@ def _assert_same_run(a, b):
     ("dcgan-mnist", ["--steps", "12", "--batch-size", "32", "--set", "checkpoint_every=6", "--set", "d_norm=batch",
                      "--penalty", "none"]),                                     # BatchNorm in G and D
     ("dcgan-mnist", ["--steps", "8", "--batch-size", "16"]),                    # the preset's lazy R1 on convs
+    ("dcgan-mnist", ["--steps", "4", "--batch-size", "16", "--set", "augment=translation,cutout"]),  # global draws
 ])
 def test_two_ranks_land_where_one_process_lands(tmp_path, preset, extra):
     data = ["--data-dir", str(shared_data("mnist"))] if "mnist" in preset else []

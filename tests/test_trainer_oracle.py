@@ -24,7 +24,7 @@ from minigan.gan import trainer as trainer_mod
 from minigan.gradcheck import rel_error
 
 from conftest import shared_data, torch_net_like
-from torch_twin import torch_d_loss, torch_g_loss
+from torch_twin import torch_augment, torch_d_loss, torch_g_loss
 
 TOL = 1e-9
 
@@ -50,8 +50,13 @@ class Recorder:
             alpha = rng.random(len(real)) if alpha is None else alpha      # (the trainer draws and passes it)
             self.draws.append(("alpha", np.array(alpha)))
             return real_gp(D, real, fake, lam, alpha=alpha, rng=rng, train=train, dropout_rng=dropout_rng)
-        real_gp = trainer_mod.wgan_gp_penalty
-        trainer._real_batch, trainer._z = recording_real, recording_z
+        def recording_aug(x):
+            params = aug(x)
+            if params is not None:
+                self.draws.append(("aug", {k: np.array(v) for k, v in params.items()}))
+            return params
+        real_gp, aug = trainer_mod.wgan_gp_penalty, trainer._augment_params
+        trainer._real_batch, trainer._z, trainer._augment_params = recording_real, recording_z, recording_aug
         monkeypatch.setattr(trainer_mod, "wgan_gp_penalty", recording_gp)
 
     def take(self):
@@ -126,8 +131,11 @@ class TorchRecipe:
             _, z = draws.pop(0)
             fake = self.G(self.g_input(torch.from_numpy(z), labels))
             lazy = r["penalty"] != "none" and (self.step * r["n_critic"] + k) % r["penalty_every"] == 0
-            d_real = self.d_input(torch.from_numpy(real), labels).requires_grad_(lazy and r["penalty"] == "r1")
-            d_fake = self.d_input(fake.detach(), labels)
+            real, fake_d = torch.from_numpy(real), fake.detach()
+            if r["augment"] != "none":          # DiffAugment: D sees T_1 real, T_2 fake (the penalty there too)
+                real, fake_d = torch_augment(real, draws.pop(0)[1]), torch_augment(fake_d, draws.pop(0)[1])
+            d_real = self.d_input(real, labels).requires_grad_(lazy and r["penalty"] == "r1")
+            d_fake = self.d_input(fake_d, labels)
             logit_r, logit_f = self.D(d_real), self.D(d_fake)
             loss = torch_d_loss(r["objective"], logit_r, logit_f)
             if lazy:
@@ -141,6 +149,8 @@ class TorchRecipe:
                 with torch.no_grad():
                     for p in self.D.parameters():
                         p.clamp_(-r["weight_clip"], r["weight_clip"])
+        if r["augment"] != "none":              # G's gradient through T_3 by autograd
+            fake = torch_augment(fake, draws.pop(0)[1])
         logit_g = self.D(self.d_input(fake, labels)).reshape(-1)
         if r["topk"] < 1:                     # top-k training: G's loss on the k logits D rates most real
             logit_g = logit_g[torch.topk(logit_g, max(1, round(r["topk"] * len(logit_g)))).indices]
@@ -196,9 +206,12 @@ RECIPES = {
     "dcgan-mnist (BatchNorm), R1": (
         "dcgan-mnist", dict(objective="non_saturating", penalty="r1", penalty_weight=1.0, batch_size=8,
                             grad_clip=1.0, d_norm="batch")),
-    "dcgan-mnist (no BatchNorm in D), WGAN-GP, EMA": (
+    "dcgan-mnist, DiffAugment (translation, cutout), lazy R1, top-k G": (
+        "dcgan-mnist", dict(objective="non_saturating", penalty="r1", penalty_weight=1.0, penalty_every=2,
+                            batch_size=8, augment="translation,cutout", topk=0.5, n_critic=2)),
+    "dcgan-mnist (no BatchNorm in D), WGAN-GP, EMA, DiffAugment (translation)": (
         "dcgan-mnist", dict(objective="wasserstein", penalty="wgan_gp", penalty_weight=10.0, batch_size=8,
-                            d_norm="none", ema=0.9)),
+                            d_norm="none", ema=0.9, augment="translation")),
     "cgan-mnist (conditional) minimax": (
         "cgan-mnist", dict(objective="minimax", batch_size=8, l1=1e-4)),
     "mlp-mnist (BatchNorm G), hinge, EMA": (

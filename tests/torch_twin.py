@@ -92,3 +92,26 @@ def torch_net_like(net):
     tnet = torch_twin(net).to(torch.float64 if net.dtype == np.float64 else torch.float32)
     tnet.load_state_dict({k: torch.from_numpy(minigan.asnumpy(v)) for k, v in net.state_dict().items()}, strict=True)
     return tnet
+
+
+def torch_augment(x, params):
+    """The transforms as the module's docstring defines them, one sample at a time with slices: translation
+    by (a, b) moves pixel (h, w) to (h + a, w + b), zero where nothing lands; cutout zeroes the rows
+    [r, r + side) and columns [c, c + side) clipped to the image."""
+    out = []
+    h, w = x.shape[2:]
+    for n in range(len(x)):
+        y = x[n]
+        if "shift" in params:
+            a, b = (int(v) for v in params["shift"][n])
+            moved = torch.zeros_like(y)
+            moved[:, max(a, 0):h + min(a, 0), max(b, 0):w + min(b, 0)] = \
+                y[:, max(-a, 0):h + min(-a, 0), max(-b, 0):w + min(-b, 0)]
+            y = moved
+        if "corner" in params:
+            (r, c), (sr, sc) = params["corner"][n], params["side"][n]
+            mask = torch.ones_like(y)
+            mask[:, max(int(r), 0):max(int(r + sr), 0), max(int(c), 0):max(int(c + sc), 0)] = 0
+            y = y * mask
+        out.append(y)
+    return torch.stack(out)

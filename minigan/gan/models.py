@@ -8,6 +8,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from .. import nn
+from .augment import parse_augment
 from .truncation import check_truncate
 
 
@@ -46,6 +47,9 @@ DEFAULT_RECIPE = {
     "penalty_every": 1,           # lazy regularisation (StyleGAN2): the penalty on every k-th D step, weight x k
     "topk": 1.0,                  # top-k training (Sinha et al. 2020): G's update uses only the fraction topk of
                                   # the batch's fakes that D rates most real (largest logits); 1: all of them
+    "augment": "none",            # DiffAugment (Zhao et al. 2020): D sees only randomly translated and/or cut-out
+                                  # images, real and fake, G's gradient flows back through them: none |
+                                  # translation | cutout | translation,cutout (images only; gan.augment)
     "spectral_norm": False,       # wrap D's Linear / Conv2d / ConvTranspose2d layers in SpectralNorm
     "ema": 0.0,                   # decay of the EMA of G's weights used for sampling (0: off); step t uses
                                   # min(ema, (1 + t) / (10 + t)), so ema binds only from t ~ 9 / (1 - ema)
@@ -250,6 +254,9 @@ def check_recipe(recipe):
     if not (isinstance(recipe["topk"], (int, float, np.number)) and not isinstance(recipe["topk"], bool)
             and 0 < recipe["topk"] <= 1):
         raise ValueError(f"topk must be a fraction in (0, 1] (1: G learns from every fake), got {recipe['topk']!r}")
+    if parse_augment(recipe["augment"]) and recipe["data"] in ("ring8", "grid25"):
+        raise ValueError(f"augment transforms images; data {recipe['data']!r} are 2-D points (expected augment "
+                         f"'none', got {recipe['augment']!r})")
     if recipe["ema"] >= 1:
         raise ValueError(f"ema must be a decay in [0, 1), got {recipe['ema']!r}")
     check_truncate(recipe["truncate"])

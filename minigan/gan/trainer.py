@@ -25,6 +25,7 @@ from ..backend import asnumpy, get_backend, get_xp, to_backend
 from ..data import MIXTURES, load_mnist, stacked_mnist
 from ..viz import grid_figure, samples_figure
 from ..ops.activations import sigmoid
+from .augment import augment, augment_adjoint, draw_params, parse_augment, slice_params
 from .losses import gan_objective
 from .models import DEFAULT_RECIPE, NORMED, SIZED, build_nets, legacy_recipe, recipe_for
 from .penalties import r1_penalty, wgan_gp_penalty
@@ -229,7 +230,8 @@ class Trainer:
             z = self._z(r["batch_size"])
             real, labels, z = self._mine(real), self._mine(labels), self._mine(z)     # K ranks: this rank's slice
             fake, g_tape = G.forward(self._g_input(z, labels), train=True, rng=self._rng_of(G))
-            d_real, d_fake = self._d_input(real, labels), self._d_input(fake, labels)
+            aug_r, aug_f = self._augment_params(real), self._augment_params(fake)     # (None: no augment)
+            d_real, d_fake = self._d_input(augment(real, aug_r), labels), self._d_input(augment(fake, aug_f), labels)
             logit_r, tape_r = D.forward(d_real, train=True, rng=self._rng_of(D))
             logit_f, tape_f = D.forward(d_fake, train=True, rng=self._rng_of(D))
             loss_d, dlogit_r, dlogit_f = obj.d_loss(logit_r, logit_f)
@@ -250,12 +252,13 @@ class Trainer:
             self.opt_d.step(D.parameters(), gD)
             if r["weight_clip"]:
                 optim.clip_grad_value(D.parameters(), r["weight_clip"])
-        logit_g, tape_g = D.forward(self._d_input(fake, labels), train=True, rng=self._rng_of(D))
+        aug_g = self._augment_params(fake)
+        logit_g, tape_g = D.forward(self._d_input(augment(fake, aug_g), labels), train=True, rng=self._rng_of(D))
         loss_g, dlogit_g = self._g_loss(logit_g)
         dfake, _ = D.backward(dlogit_g, tape_g, param_grads=False, free_tape=True)
         if r["conditional"]:
             dfake = dfake[:, :-10]
-        dfake = dfake.reshape(fake.shape)
+        dfake = augment_adjoint(dfake.reshape(fake.shape), aug_g)     # back through the augmentation: T^T
         _, gG = G.backward(dfake, g_tape, input_grad=False, free_tape=True)   # none for z
         if self.comm is not None:
             self.comm.average(gG)
@@ -315,6 +318,19 @@ class Trainer:
         scale = flat.dtype.type(len(idx) * ranks / k)      # 1 with one process (m = k)
         dlogit[idx] = d * scale
         return loss * scale, dlogit.reshape(logit.shape)
+
+    def _augment_params(self, x):
+        """DiffAugment's random transforms (recipe ``augment``; gan.augment) for this rank's batch ``x``: drawn
+        for the global batch from the trainer's generator and sliced, so K ranks transform as one process
+        does.  None (and no draw) when the recipe does not augment."""
+        kinds = parse_augment(self.recipe["augment"])
+        if not kinds:
+            return None
+        k = 1 if self.comm is None else self.comm.size
+        params = draw_params(kinds, len(x) * k, x.shape[1:], self.rng)
+        if self.comm is not None:
+            params = slice_params(params, slice(self.comm.rank * len(x), (self.comm.rank + 1) * len(x)))
+        return params
 
     def _penalty(self, d_real, d_fake, tape_real):
         """-> (value, grads) of the recipe's gradient penalty on D's inputs (exact, by one tangent pass;
