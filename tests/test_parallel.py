@@ -64,6 +64,7 @@ def _assert_same_run(a, b):
     ("ring8", ["--steps", "40", "--set", "d_dropout=0.2", "--set", "ema=0.9"]),      # (the preset's WGAN-GP too)
     ("ring8", ["--steps", "20", "--penalty", "r2", "--set", "d_dropout=0.2"]),       # the penalty's own dropout masks
     ("ring8", ["--steps", "20", "--set", "topk=0.3"]),                               # top-k over the global batch
+    ("ring8", ["--steps", "10", "--set", "topk=0.004"]),             # k = 1 of 256: a rank holding none of the top k
     ("ring8", ["--steps", "20", "--penalty", "wgan_gp", "--set", "n_critic=2", "--set", "pack=2"]),
     ("grid25", ["--steps", "20", "--penalty", "r1", "--penalty-every", "2", "--spectral-norm"]),
     ("dcgan-mnist", ["--steps", "12", "--batch-size", "32", "--set", "checkpoint_every=6", "--set", "d_norm=batch",
