@@ -520,7 +520,37 @@ def test_d_channels_sizes_the_dcgan_critics_only_and_old_runs_resume_at_64(tmp_p
         assert back.recipe["d_channels"] == c and back.D.parameters()["0.weight"].shape[0] == c
 
 
-@pytest.mark.parametrize("key, value", [("g_norm", "batch"), ("d_norm", "batch"), ("d_channels", 8), ("width", 8)])
+def test_d_depth_deepens_the_dcgan_critics_only_and_old_runs_resume_at_2(tmp_path):
+    from minigan.gan.models import build_nets, recipe_for
+    for preset in ("dcgan-mnist", "dcgan-stacked"):
+        cin = 3 if preset == "dcgan-stacked" else 1
+        for depth, norm, side in ((1, "none", 14), (2, "batch", 7), (3, "none", 3), (3, "batch", 3), (4, "none", 1)):
+            _, D = build_nets(preset, recipe_for(preset, d_channels=8, d_depth=depth, d_norm=norm))
+            p = D.parameters()
+            convs = [i for i, m in enumerate(D.layers) if type(m).__name__ == "Conv2d"]
+            assert [p[f"{i}.weight"].shape for i in convs] == \
+                [(8, cin, 4, 4)] + [(8 << i, 8 << (i - 1), 4, 4) for i in range(1, depth)]
+            assert [type(m).__name__ for m in D.layers].count("BatchNorm2d") == (depth - 1 if norm == "batch" else 0)
+            assert p[f"{len(D.layers) - 1}.weight"].shape == (1, (8 << (depth - 1)) * side * side)
+            assert D.forward(np.zeros((2, cin, 28, 28), D.dtype), train=False)[0].shape == (2, 1)
+    with pytest.raises(ValueError, match=r"d_depth 5 halves 28x28 images below 1x1 \(expected d_depth <= 4\)"):
+        Trainer("dcgan-mnist", d_depth=5)
+    with pytest.raises(ValueError, match="d_depth must be an int >= 1 for preset 'dcgan-mnist'"):
+        Trainer("dcgan-mnist", d_depth=0)
+    with pytest.raises(ValueError, match="d_depth sets .* preset 'resnet-mnist' has a fixed architecture"):
+        Trainer("resnet-mnist", d_depth=3)
+    for depth in (3, 2):
+        run = tmp_path / str(depth)
+        Trainer("dcgan-mnist", seed=0, steps=1, batch_size=4, data_dir=shared_data("mnist"), out_dir=run,
+                sample_every=0, d_depth=depth).run(progress=False)
+        if depth == 2:
+            drop_recipe_key(run, "d_depth")
+        back = Trainer.resume(run)
+        assert back.recipe["d_depth"] == depth and len(back.D.parameters()) == 2 * depth + 2
+
+
+@pytest.mark.parametrize("key, value", [("g_norm", "batch"), ("d_norm", "batch"), ("d_channels", 8), ("width", 8),
+                                        ("d_depth", 3)])
 def test_a_norm_or_size_key_is_refused_with_your_own_nets(key, value):
     G = minigan.Sequential(minigan.nn.Linear(4, 2), seed=0)
     D = minigan.Sequential(minigan.nn.Linear(2, 1), seed=0)

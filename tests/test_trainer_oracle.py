@@ -206,9 +206,9 @@ RECIPES = {
     "dcgan-mnist (BatchNorm), R1": (
         "dcgan-mnist", dict(objective="non_saturating", penalty="r1", penalty_weight=1.0, batch_size=8,
                             grad_clip=1.0, d_norm="batch")),
-    "dcgan-mnist, DiffAugment (translation, cutout), lazy R1, top-k G": (
+    "dcgan-mnist, DiffAugment (translation, cutout), lazy R1, top-k G, a three-conv D": (
         "dcgan-mnist", dict(objective="non_saturating", penalty="r1", penalty_weight=1.0, penalty_every=2,
-                            batch_size=8, augment="translation,cutout", topk=0.5, n_critic=2)),
+                            batch_size=8, augment="translation,cutout", topk=0.5, n_critic=2, d_depth=3)),
     "dcgan-mnist (no BatchNorm in D), WGAN-GP, EMA, DiffAugment (translation)": (
         "dcgan-mnist", dict(objective="wasserstein", penalty="wgan_gp", penalty_weight=10.0, batch_size=8,
                             d_norm="none", ema=0.9, augment="translation")),

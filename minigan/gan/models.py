@@ -39,6 +39,8 @@ DEFAULT_RECIPE = {
                                   # MNIST presets (mlp-mnist, cgan-mnist); the others' G is fixed
     "d_norm": "none",             # none | batch: BatchNorm after the second conv of D, in the DCGAN presets
                                   # (dcgan-mnist, dcgan-stacked); the others' D is fixed
+    "d_depth": 0,                 # stride-2 convs in the DCGAN presets' D (their default 2; 3 adds one of 4c
+                                  # channels, 7x7 -> 3x3); 0: a preset of fixed D (the others)
     "d_channels": 0,              # channels of the DCGAN presets' D: c in its first conv, 2c in its second (their
                                   # default 64); 0: a preset of fixed D (the others)
     "pack": 1,                    # PacGAN: D judges `pack` samples at once (joined along features/channels)
@@ -114,10 +116,15 @@ def _dcgan_mnist(r, channels=1):
          nn.Conv2d(64, channels, 3, padding=1), nn.Tanh()]
     drop = [nn.Dropout(r["d_dropout"])] if r["d_dropout"] else []
     norm = r["d_norm"] == "batch"                     # (its conv then has no bias: the norm would cancel it)
-    c = r["d_channels"]
-    D = [nn.Conv2d(channels * r["pack"], c, 4, stride=2, padding=1), _lrelu(), *drop,                      # 14x14
-         nn.Conv2d(c, 2 * c, 4, stride=2, padding=1, bias=not norm), *([nn.BatchNorm2d(2 * c)] if norm else []),  # 7x7
-         _lrelu(), *drop, nn.Flatten(), nn.Linear(2 * c * 7 * 7, 1)]
+    c, size = r["d_channels"], 14
+    D = [nn.Conv2d(channels * r["pack"], c, 4, stride=2, padding=1), _lrelu(), *drop]                    # 14x14
+    for i in range(1, r["d_depth"]):                   # c -> 2c at 7x7, 2c -> 4c at 3x3, 4c -> 8c at 1x1
+        size = (size + 2 - 4) // 2 + 1
+        if size < 1:
+            raise ValueError(f"d_depth {r['d_depth']} halves 28x28 images below 1x1 (expected d_depth <= 4)")
+        D += [nn.Conv2d(c << (i - 1), c << i, 4, stride=2, padding=1, bias=not norm),
+              *([nn.BatchNorm2d(c << i)] if norm else []), _lrelu(), *drop]
+    D += [nn.Flatten(), nn.Linear((c << (r["d_depth"] - 1)) * size * size, 1)]
     return G, D
 
 
@@ -195,7 +202,7 @@ PRESETS = {
     # 219 / 95 / 60 / 39.7 / 33.7; 25.1 at 7k, where the run without it scored 31.0), and at 16k scores 16.1
     # against 20.3 (session 20; seed 0; still falling 1-6 % a 1,000 steps). Other seeds' 16k: GPU work.
     "dcgan-mnist": Preset(_dcgan_mnist, dict(data="mnist", z_dim=100, steps=16000, batch_size=128, init="dcgan",
-                                             ema=0.999, d_norm="none", d_channels=64, lr_g=4e-4, lr_d=4e-4,
+                                             ema=0.999, d_norm="none", d_channels=64, d_depth=2, lr_g=4e-4, lr_d=4e-4,
                                              penalty="r1", penalty_weight=0.1, penalty_every=4),
                           "DCGAN on 28x28 MNIST"),
     "resnet-mnist": Preset(_resnet_mnist, dict(data="mnist", z_dim=128, steps=5000, batch_size=64, ema=0.999),
@@ -206,7 +213,7 @@ PRESETS = {
     # are what lowered it (session 21; one seed; benchmarks/quality.md)
     "dcgan-stacked": Preset(lambda r: _dcgan_mnist(r, channels=3), dict(
         data="stacked-mnist", z_dim=100, steps=5000, batch_size=64, init="dcgan", ema=0.999, d_norm="batch",
-        d_channels=64),
+        d_channels=64, d_depth=2),
         "DCGAN on stacked MNIST: three digits as RGB channels, 1000 modes"),
     "cgan-mnist": Preset(_mlp_mnist, dict(data="mnist", z_dim=100, steps=10000, batch_size=128, conditional=True),
                          "conditional MLP GAN on MNIST: one-hot digit joined to z and to D's input"),
@@ -243,7 +250,7 @@ def check_keys(overrides):
 def check_recipe(recipe):
     """Validate the values of a full recipe (clear errors naming the key); -> the recipe."""
     for key, low in (("batch_size", 1), ("steps", 1), ("n_critic", 1), ("pack", 1), ("z_dim", 1), ("width", 0),
-                     ("d_channels", 0), ("sample_every", 0), ("checkpoint_every", 0),
+                     ("d_channels", 0), ("d_depth", 0), ("sample_every", 0), ("checkpoint_every", 0),
                      ("ema_bn_batches", 0)):                              # (0: never)
         v = recipe[key]
         if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= low):
@@ -283,7 +290,8 @@ DCGAN_PRESETS = ("dcgan-mnist", "dcgan-stacked")
 # the presets whose net each key normalises (the others' is fixed): key -> (what they are, which net, presets)
 NORMED = {"g_norm": ("MLP MNIST", "G", ("mlp-mnist", "cgan-mnist")), "d_norm": ("DCGAN", "D", DCGAN_PRESETS)}
 # the size keys: key -> what they set, in the presets whose recipe sets them (> 0; 0 in the others')
-SIZED = {"width": "the hidden width of the MLPs", "d_channels": "the channels of D's two convs: c, then 2c"}
+SIZED = {"width": "the hidden width of the MLPs", "d_channels": "the channels of D's convs: c, then 2c, 4c ...",
+         "d_depth": "the number of D's stride-2 convs"}
 # the width of the presets' MLPs before `width` was a recipe key: what their runs saved without it were built with
 LEGACY_WIDTH = {"ring8": 128, "grid25": 256}
 
@@ -293,7 +301,7 @@ def legacy_recipe(preset):
     default of today (every other missing key takes DEFAULT_RECIPE's value)."""
     dcgan = preset in DCGAN_PRESETS
     return {"width": LEGACY_WIDTH.get(preset, 0), "ema_bn_batches": 0, "d_norm": "batch" if dcgan else "none",
-            "d_channels": 64 if dcgan else 0}
+            "d_channels": 64 if dcgan else 0, "d_depth": 2 if dcgan else 0}
 
 
 def spectral_normed(layers):
