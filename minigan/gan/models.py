@@ -201,6 +201,8 @@ PRESETS = {
     # pace with the run without it, then leads (FID 204 / 89 / 55 / 33.6 / 27.4 at 1k, 2k, 3k, 5k, 6k against
     # 219 / 95 / 60 / 39.7 / 33.7; 25.1 at 7k, where the run without it scored 31.0), and at 16k scores 16.1
     # against 20.3 (session 20; seed 0; still falling 1-6 % a 1,000 steps). Other seeds' 16k: GPU work.
+    # In the plateau near 13 (26k-32k), top-k G updates (topk), DiffAugment (augment) and a fresh critic of
+    # depth 3 or 2 (d_depth) did not lower it (sessions 22-23).
     "dcgan-mnist": Preset(_dcgan_mnist, dict(data="mnist", z_dim=100, steps=16000, batch_size=128, init="dcgan",
                                              ema=0.999, d_norm="none", d_channels=64, d_depth=2, lr_g=4e-4, lr_d=4e-4,
                                              penalty="r1", penalty_weight=0.1, penalty_every=4),
@@ -210,7 +212,8 @@ PRESETS = {
     # dcgan-stacked's critic keeps its BatchNorm: without it seed 0 found 977 of 1,000 modes, KL 0.450, against
     # 1,000 and 0.162 (a critic that sees each batch's own statistics keeps G's 1,000 modes even; session 13).
     # Packing (pack=2, PacDCGAN2) did not help at 5k (KL 0.176, unpacked 0.152); resumed to 10k it reached 0.107: steps
-    # are what lowered it (session 21; one seed; benchmarks/quality.md)
+    # are what lowered it (session 21; one seed; benchmarks/quality.md). Unpacked, seed 0 resumed: KL 0.109 / 0.080 /
+    # 0.070 / 0.062 at 10k / 15k / 20k / 25k, 1,000 modes throughout (sessions 22-23; 0.05 near 39k on its power law)
     "dcgan-stacked": Preset(lambda r: _dcgan_mnist(r, channels=3), dict(
         data="stacked-mnist", z_dim=100, steps=5000, batch_size=64, init="dcgan", ema=0.999, d_norm="batch",
         d_channels=64, d_depth=2),
