@@ -51,6 +51,7 @@ def _main(argv, capsys):
     (["train", "--set", "topk=1.5"], "topk must be a fraction in (0, 1]"),
     (["train", "--set", "augment=rotation", "--preset", "dcgan-mnist"], "unknown augment 'rotation'"),
     (["train", "--set", "augment=cutout"], "augment transforms images; data 'ring8' are 2-D points"),
+    (["train", "--preset", "dcgan-mnist", "--set", "d_depth=5"], "d_depth 5 halves 28x28 images below 1x1"),
     (["train", "--set", "nonsense=1"], "unknown recipe keys ['nonsense']"),
     (["train", "--set", "novalue"], "--set expects KEY=VALUE"),
     (["train", "--config", "missing.json"], "cannot read a JSON recipe"),

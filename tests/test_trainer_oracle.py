@@ -7,7 +7,8 @@ and handed to the torch side, which then runs the step as the README states it:
                      weight x penalty_every);  + L1 on the gradients;  clip the global norm;
                      Adam step of D (L2 as Adam's weight decay);  clamp D's weights (weight_clip)
     then:            G loss on the *updated* D(fake of the last D step) (top-k: on the k largest logits
-                     only);  gradients for G only;
+                     only; DiffAugment: D sees T real and T fake, fresh T each, and G's loss D(T fake));
+                     gradients for G only;
                      L1, clip;  Adam step of G;  both LR schedules step;  EMA of G with warm-up
                      decay_t = min(ema, (1 + t) / (10 + t)).
 

@@ -37,11 +37,11 @@ DEFAULT_RECIPE = {
     "d_dropout": 0.0,             # dropout after D's hidden activations
     "g_norm": "none",             # none | batch: BatchNorm (then ReLU) after each hidden Linear of G, in the MLP
                                   # MNIST presets (mlp-mnist, cgan-mnist); the others' G is fixed
-    "d_norm": "none",             # none | batch: BatchNorm after the second conv of D, in the DCGAN presets
+    "d_norm": "none",             # none | batch: BatchNorm after each conv of D but the first, in the DCGAN presets
                                   # (dcgan-mnist, dcgan-stacked); the others' D is fixed
     "d_depth": 0,                 # stride-2 convs in the DCGAN presets' D (their default 2; 3 adds one of 4c
                                   # channels, 7x7 -> 3x3); 0: a preset of fixed D (the others)
-    "d_channels": 0,              # channels of the DCGAN presets' D: c in its first conv, 2c in its second (their
+    "d_channels": 0,              # channels of the DCGAN presets' D: c in the first conv, doubling in each next (their
                                   # default 64); 0: a preset of fixed D (the others)
     "pack": 1,                    # PacGAN: D judges `pack` samples at once (joined along features/channels)
     "penalty": "none",            # none | r1 (real data) | r2 (fakes) | wgan_gp: exact, second order (gan.penalties)
