@@ -468,6 +468,17 @@ def test_g_norm_puts_batchnorm_in_the_mlp_mnist_generators_only():
         Trainer("mlp-mnist", g_norm="layer")
 
 
+def _resumed_dcgan(tmp_path, key, value, legacy):
+    """A one-step dcgan-mnist run with recipe ``key=value``, resumed; when ``value`` is what runs saved before the
+    key had (``legacy``), the key is first dropped from its files, as those runs have it."""
+    run = tmp_path / f"{key}-{value}"
+    Trainer("dcgan-mnist", seed=0, steps=1, batch_size=4, data_dir=shared_data("mnist"), out_dir=run,
+            sample_every=0, **{key: value}).run(progress=False)
+    if value == legacy:
+        drop_recipe_key(run, key)
+    return Trainer.resume(run)
+
+
 def test_d_norm_puts_batchnorm_in_the_dcgan_critics_only(tmp_path):
     from minigan.gan.models import build_nets, recipe_for
     for preset in ("dcgan-mnist", "dcgan-stacked"):
@@ -485,12 +496,7 @@ def test_d_norm_puts_batchnorm_in_the_dcgan_critics_only(tmp_path):
         Trainer("dcgan-mnist", d_norm="layer")
     # a DCGAN run saved before the key had BatchNorm in D, and resumes so, whatever the preset's default
     for norm in ("batch", "none"):
-        run = tmp_path / norm
-        Trainer("dcgan-mnist", seed=0, steps=1, batch_size=4, data_dir=shared_data("mnist"), out_dir=run,
-                sample_every=0, d_norm=norm).run(progress=False)
-        if norm == "batch":
-            drop_recipe_key(run, "d_norm")
-        back = Trainer.resume(run)
+        back = _resumed_dcgan(tmp_path, "d_norm", norm, legacy="batch")
         assert back.recipe["d_norm"] == norm and back.step == 1
         assert any(type(m).__name__ == "BatchNorm2d" for m in back.D.layers) == (norm == "batch")
 
@@ -511,12 +517,7 @@ def test_d_channels_sizes_the_dcgan_critics_only_and_old_runs_resume_at_64(tmp_p
         Trainer("mlp-mnist", d_channels=64)
     # a run keeps its width on resume; one saved before the key had 64 channels, and resumes so
     for c in (8, 64):
-        run = tmp_path / str(c)
-        Trainer("dcgan-mnist", seed=0, steps=1, batch_size=4, data_dir=shared_data("mnist"), out_dir=run,
-                sample_every=0, d_channels=c).run(progress=False)
-        if c == 64:
-            drop_recipe_key(run, "d_channels")
-        back = Trainer.resume(run)
+        back = _resumed_dcgan(tmp_path, "d_channels", c, legacy=64)
         assert back.recipe["d_channels"] == c and back.D.parameters()["0.weight"].shape[0] == c
 
 
@@ -540,12 +541,7 @@ def test_d_depth_deepens_the_dcgan_critics_only_and_old_runs_resume_at_2(tmp_pat
     with pytest.raises(ValueError, match="d_depth sets .* preset 'resnet-mnist' has a fixed architecture"):
         Trainer("resnet-mnist", d_depth=3)
     for depth in (3, 2):
-        run = tmp_path / str(depth)
-        Trainer("dcgan-mnist", seed=0, steps=1, batch_size=4, data_dir=shared_data("mnist"), out_dir=run,
-                sample_every=0, d_depth=depth).run(progress=False)
-        if depth == 2:
-            drop_recipe_key(run, "d_depth")
-        back = Trainer.resume(run)
+        back = _resumed_dcgan(tmp_path, "d_depth", depth, legacy=2)
         assert back.recipe["d_depth"] == depth and len(back.D.parameters()) == 2 * depth + 2
 
 

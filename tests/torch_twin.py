@@ -109,7 +109,7 @@ def torch_augment(x, params):
                 y[:, max(-a, 0):h + min(-a, 0), max(-b, 0):w + min(-b, 0)]
             y = moved
         if "corner" in params:
-            (r, c), (sr, sc) = params["corner"][n], params["side"][n]
+            (r, c), sr, sc = params["corner"][n], int(h / 2 + 0.5), int(w / 2 + 0.5)    # side: round(size / 2)
             mask = torch.ones_like(y)
             mask[:, max(int(r), 0):max(int(r + sr), 0), max(int(c), 0):max(int(c + sc), 0)] = 0
             y = y * mask

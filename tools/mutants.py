@@ -105,7 +105,7 @@ MUTANTS = [
      "dfake = augment_adjoint(dfake.reshape(fake.shape), aug_g)", "dfake = dfake.reshape(fake.shape)",
      ["tests/test_trainer_oracle.py", "-k", "DiffAugment"]),
     ("DiffAugment: cutout square one pixel short", "minigan/gan/augment.py",
-     "    in_r = (r >= 0) & (r < side[:, :1])", "    in_r = (r >= 0) & (r < side[:, :1] - 1)",
+     "    in_r = (r >= 0) & (r < int(side[0]))", "    in_r = (r >= 0) & (r < int(side[0]) - 1)",
      ["tests/test_augment.py"]),
     ("collapse warning at every early zero", "minigan/gan/trainer.py",
      'if m["hq_fraction"] == 0 and peak is not None and peak[1] > 0:', 'if m["hq_fraction"] == 0:',

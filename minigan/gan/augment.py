@@ -56,6 +56,11 @@ def _round_half_up(v):
     return int(v + 0.5)
 
 
+def _cutout_side(h, w):
+    """The cutout square's side along each axis: round(size / 2)."""
+    return np.array([_round_half_up(h * CUTOUT_RATIO), _round_half_up(w * CUTOUT_RATIO)])
+
+
 def draw_params(kinds, n, sample_shape, rng):
     """-> the random parameters of ``n`` transforms of images of shape ``sample_shape`` = (C, H, W), as a
     dict of host int64 arrays: "shift" (n, 2) = (a, b) and "corner" (n, 2) = the cutout square's top-left
@@ -71,15 +76,9 @@ def draw_params(kinds, n, sample_shape, rng):
         s = np.array([_round_half_up(h * TRANSLATION_RATIO), _round_half_up(w * TRANSLATION_RATIO)])
         out["shift"] = rng.integers(-s, s + 1, size=(n, 2))
     if "cutout" in kinds:
-        side = np.array([_round_half_up(h * CUTOUT_RATIO), _round_half_up(w * CUTOUT_RATIO)])
+        side = _cutout_side(h, w)
         out["corner"] = rng.integers(-(side // 2), np.array([h, w]) - side // 2 + 1, size=(n, 2))
-        out["side"] = np.broadcast_to(side, (n, 2))
     return out
-
-
-def slice_params(params, sl):
-    """The parameters of samples ``sl`` (a slice or index array) of a batch's draw."""
-    return None if params is None else {k: v[sl] for k, v in params.items()}
 
 
 def _translate(x, shift, sign):
@@ -98,11 +97,11 @@ def _translate(x, shift, sign):
 def _cutout_mask(params, shape, xp, dtype):
     n, _, h, w = shape
     corner = xp.asarray(params["corner"])
-    side = xp.asarray(np.ascontiguousarray(params["side"]))
+    side = _cutout_side(h, w)
     r = xp.arange(h)[None, :] - corner[:, :1]                  # (N, H): the row's offset into the square
     c = xp.arange(w)[None, :] - corner[:, 1:]
-    in_r = (r >= 0) & (r < side[:, :1])
-    in_c = (c >= 0) & (c < side[:, 1:])
+    in_r = (r >= 0) & (r < int(side[0]))
+    in_c = (c >= 0) & (c < int(side[1]))
     return (~(in_r[:, :, None] & in_c[:, None, :]))[:, None].astype(dtype)      # (N, 1, H, W)
 
 

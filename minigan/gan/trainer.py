@@ -25,7 +25,7 @@ from ..backend import asnumpy, get_backend, get_xp, to_backend
 from ..data import MIXTURES, load_mnist, stacked_mnist
 from ..viz import grid_figure, samples_figure
 from ..ops.activations import sigmoid
-from .augment import augment, augment_adjoint, draw_params, parse_augment, slice_params
+from .augment import augment, augment_adjoint, draw_params, parse_augment
 from .losses import gan_objective
 from .models import DEFAULT_RECIPE, NORMED, SIZED, build_nets, legacy_recipe, recipe_for
 from .penalties import r1_penalty, wgan_gp_penalty
@@ -327,10 +327,7 @@ class Trainer:
         if not kinds:
             return None
         k = 1 if self.comm is None else self.comm.size
-        params = draw_params(kinds, len(x) * k, x.shape[1:], self.rng)
-        if self.comm is not None:
-            params = slice_params(params, slice(self.comm.rank * len(x), (self.comm.rank + 1) * len(x)))
-        return params
+        return {key: self._mine(v) for key, v in draw_params(kinds, len(x) * k, x.shape[1:], self.rng).items()}
 
     def _penalty(self, d_real, d_fake, tape_real):
         """-> (value, grads) of the recipe's gradient penalty on D's inputs (exact, by one tangent pass;
