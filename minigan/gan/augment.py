@@ -56,9 +56,9 @@ def _round_half_up(v):
     return int(v + 0.5)
 
 
-def _cutout_side(h, w):
-    """The cutout square's side along each axis: round(size / 2)."""
-    return np.array([_round_half_up(h * CUTOUT_RATIO), _round_half_up(w * CUTOUT_RATIO)])
+def _sides(h, w, ratio):
+    """round(size * ratio) along each axis: the largest shift (TRANSLATION_RATIO), the cutout's side (CUTOUT_RATIO)."""
+    return np.array([_round_half_up(h * ratio), _round_half_up(w * ratio)])
 
 
 def draw_params(kinds, n, sample_shape, rng):
@@ -73,10 +73,10 @@ def draw_params(kinds, n, sample_shape, rng):
     h, w = int(sample_shape[1]), int(sample_shape[2])
     out = {}
     if "translation" in kinds:
-        s = np.array([_round_half_up(h * TRANSLATION_RATIO), _round_half_up(w * TRANSLATION_RATIO)])
+        s = _sides(h, w, TRANSLATION_RATIO)
         out["shift"] = rng.integers(-s, s + 1, size=(n, 2))
     if "cutout" in kinds:
-        side = _cutout_side(h, w)
+        side = _sides(h, w, CUTOUT_RATIO)
         out["corner"] = rng.integers(-(side // 2), np.array([h, w]) - side // 2 + 1, size=(n, 2))
     return out
 
@@ -95,9 +95,9 @@ def _translate(x, shift, sign):
 
 
 def _cutout_mask(params, shape, xp, dtype):
-    n, _, h, w = shape
+    _, _, h, w = shape
     corner = xp.asarray(params["corner"])
-    side = _cutout_side(h, w)
+    side = _sides(h, w, CUTOUT_RATIO)
     r = xp.arange(h)[None, :] - corner[:, :1]                  # (N, H): the row's offset into the square
     c = xp.arange(w)[None, :] - corner[:, 1:]
     in_r = (r >= 0) & (r < int(side[0]))
