@@ -301,7 +301,7 @@ class Trainer:
             return obj.g_loss(logit)
         xp, flat = get_xp(logit), logit.reshape(-1)
         n = flat.size
-        ranks = 1 if self.comm is None else self.comm.size
+        ranks = self._ranks
         every = np.zeros(n * ranks)            # each rank's logits in its slice (_mine), zeros elsewhere; summed
         self._mine(every)[:] = asnumpy(flat)
         if self.comm is not None:
@@ -326,8 +326,8 @@ class Trainer:
         kinds = parse_augment(self.recipe["augment"])
         if not kinds:
             return None
-        k = 1 if self.comm is None else self.comm.size
-        return {key: self._mine(v) for key, v in draw_params(kinds, len(x) * k, x.shape[1:], self.rng).items()}
+        params = draw_params(kinds, len(x) * self._ranks, x.shape[1:], self.rng)       # the global batch's
+        return {key: self._mine(v) for key, v in params.items()}
 
     def _penalty(self, d_real, d_fake, tape_real):
         """-> (value, grads) of the recipe's gradient penalty on D's inputs (exact, by one tangent pass;
@@ -335,13 +335,17 @@ class Trainer:
         r = self.recipe
         weight = r["penalty_weight"] * r["penalty_every"]
         if r["penalty"] == "wgan_gp":
-            k = 1 if self.comm is None else self.comm.size     # alpha drawn for the global batch, sliced
-            alpha = self._mine(self.rng.random(len(d_real) * k))
+            alpha = self._mine(self.rng.random(len(d_real) * self._ranks))     # drawn for the global batch, sliced
             return wgan_gp_penalty(self.D, d_real, d_fake, weight, alpha=alpha, dropout_rng=self._rng_of(self.D))
         if r["penalty"] == "r1":
             return r1_penalty(self.D, d_real, weight, tape=tape_real)
         # (a forward of its own: with K ranks its dropout masks are the global batch's, sliced, as the D step's)
         return r1_penalty(self.D, d_fake, weight, rng=self._rng_of(self.D))
+
+    @property
+    def _ranks(self):
+        """The number of data-parallel ranks: 1 in one process."""
+        return 1 if self.comm is None else self.comm.size
 
     def _mine(self, a):
         """This rank's slice (axis 0) of a global-batch array; the array itself in one process."""
