@@ -197,13 +197,21 @@ def test_conv_chain_stays_channels_last():
 @pytest.mark.parametrize("slope", [0.2, 0.01, 0.0, 1.0, -0.3, 1.5])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_leaky_relu_is_exact(slope, dtype):
-    """y and dx are single multiplies: bit-exact, never a rounded 1 - slope + slope."""
+    """y and dx are single multiplies: bit-exact, never a rounded 1 - slope + slope; even the signs of
+    zeros are the definition's (s * (+0) = -0 for a negative slope: max(x, s x) would leave that tie to
+    the backend, and CuPy breaks it the other way)."""
     x = np.random.default_rng(0).standard_normal((6, 5, 4, 3)).astype(dtype)
+    x.flat[:2] = 0.0, -0.0
     dy = np.random.default_rng(1).standard_normal(x.shape).astype(dtype)
+    s = dtype(slope)
+    expected = np.where(x > 0, x, x * s)
+    for forward in (minigan.ops.activations.leaky_relu_forward,
+                    lambda x, slope: (minigan.ops.activations.leaky_relu.reference(x, dtype(slope)), None)):
+        y = forward(x, slope)[0]
+        np.testing.assert_array_equal(y, expected)
+        np.testing.assert_array_equal(np.signbit(y), np.signbit(expected))
     y, scale = minigan.ops.activations.leaky_relu_forward(x, slope)
     dx = minigan.ops.activations.leaky_relu_backward(dy, scale)
-    s = dtype(slope)
-    np.testing.assert_array_equal(y, np.where(x > 0, x, x * s))
     np.testing.assert_array_equal(dx, np.where(x > 0, dy, dy * s))
     assert y.dtype == dx.dtype == dtype
 
