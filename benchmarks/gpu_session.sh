@@ -29,7 +29,7 @@
 # not come back (16 MiB a file): a run that has not finished and been scored inside the call is lost.
 # Each section is independent: a failing one is logged with its exit status and the script goes on.
 # Every section runs with the fused CuPy kernels on (MINIGAN_CUPY_FUSED=1 unless the caller sets it;
-# they are off by default in the package until a device run proves them), and each `plain` section
+# the package's default since the H100 run of 2026-12-05), and each `plain` section
 # reruns its check with MINIGAN_CUPY_FUSED=0 (the plain CuPy path, their oracle);
 # tests/test_cupy_fused.py compares the two itself.
 set -u

@@ -1,4 +1,4 @@
-"""The fused CuPy kernels (ops/_cupy.py, MINIGAN_CUPY_FUSED=1) against the plain CuPy path, which
+"""The fused CuPy kernels (ops/_cupy.py, on unless MINIGAN_CUPY_FUSED=0) against the plain CuPy path, which
 is the oracle: bit-exact where both do the same float operations in the same order (im2col, col2im,
 the activations, Adam), else float64 <= 1e-12 and float32 <= 1e-5 (BatchNorm sums in float64 in one
 block per channel).  The first group runs everywhere (the switch, the dispatch on numpy arrays, the
@@ -25,14 +25,18 @@ from test_numba import assert_batch_norm_twin, channels_last, window_geometry
 
 # ---------------------------------------------------------------- everywhere
 
-def test_the_switch_is_off_by_default_and_read_from_the_environment():
+def test_the_switch_is_on_by_default_and_read_from_the_environment():
     code = "from minigan.ops import _cupy; print(_cupy.enabled())"
-    for value, expected in ((None, "False"), ("0", "False"), ("1", "True")):
+    for value, expected in ((None, "True"), ("0", "False"), ("1", "True"), (" 0 ", "False")):
         env = {k: v for k, v in os.environ.items() if k != "MINIGAN_CUPY_FUSED"}
         if value is not None:
             env["MINIGAN_CUPY_FUSED"] = value
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
         assert out.stdout.strip() == expected, value
+    for value in ("yes", "off", "2", ""):
+        env = {**os.environ, "MINIGAN_CUPY_FUSED": value}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert out.returncode != 0 and "MINIGAN_CUPY_FUSED must be 0" in out.stderr and repr(value) in out.stderr
     previous = _cupy.set_enabled(True)
     try:
         assert _cupy.enabled()

@@ -22,8 +22,9 @@ and Adam; BatchNorm accumulates in float64 (as the numba twin does): float64 <= 
 <= 1e-5 against the plain path.  Every kernel is deterministic: no atomics; a block's reduction
 runs in a fixed tree order.
 
-Switched on with ``MINIGAN_CUPY_FUSED=1`` (or ``set_enabled(True)``).  Off by default until a device
-run proves them (the brief: a kernel never run stays behind a switch that is off).  Without a GPU,
+On by default since the device run of 2026-12-05 (an H100: every cupy test passed with them on,
+each twin against the plain path; benchmarks/README.md); ``MINIGAN_CUPY_FUSED=0`` (or
+``set_enabled(False)``) switches them off, which leaves the plain path, their oracle.  Without a GPU,
 CI proves what it can: every source compiles with NVRTC for sm_90 in float and double
 (tools/nvrtc_check.py, which compiles ``kernel_source(dtype)``, the exact text run here), and the same
 text compiled by the host C++ compiler runs through these twins on numpy arrays, one thread a block,
@@ -278,10 +279,14 @@ def kernel_source(dtype):
 
 
 def enabled():
-    """Whether the ops use these kernels: ``MINIGAN_CUPY_FUSED=1`` in the environment (read once),
-    or ``set_enabled(True)``.  Off by default until a device run has proven them."""
+    """Whether the ops use these kernels: on unless ``MINIGAN_CUPY_FUSED=0`` in the environment (read
+    once) or ``set_enabled(False)``.  Any value other than 0 or 1 is an error, not a silent default."""
     if _state["enabled"] is None:
-        _state["enabled"] = os.environ.get("MINIGAN_CUPY_FUSED", "0") == "1"
+        value = os.environ.get("MINIGAN_CUPY_FUSED", "1").strip()
+        if value not in ("0", "1"):
+            raise ValueError(f"MINIGAN_CUPY_FUSED must be 0 (the plain CuPy path) or 1 (the fused kernels, "
+                             f"the default), got {value!r}")
+        _state["enabled"] = value == "1"
     return _state["enabled"]
 
 
