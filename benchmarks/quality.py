@@ -254,6 +254,21 @@ def write_block(out, preset, lines):
     return old[:last] + "\n\n" + new + old[last:]
 
 
+def backend_note():
+    """'' on numpy; under MINIGAN_BACKEND=cupy (which every run inherits) the GPU's name and whether the
+    fused CuPy kernels were on, so that a table says where it was trained or scored."""
+    if os.environ.get("MINIGAN_BACKEND", "numpy").strip().lower() != "cupy":
+        return ""
+    from minigan.ops import _cupy
+    try:
+        import cupy
+        name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
+        name = name.decode() if isinstance(name, bytes) else str(name)
+    except Exception as e:                       # (the header must not cost the table)
+        name = f"a CUDA GPU (name not read: {type(e).__name__})"
+    return f" Backend cupy (MINIGAN_BACKEND) on {name}, fused CuPy kernels {'on' if _cupy.enabled() else 'off'}."
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", nargs="+", default=["ring8", "grid25"], choices=PRESETS)
@@ -274,7 +289,7 @@ def main():
     header = [f"{datetime.date.today().isoformat()}: `python benchmarks/quality.py {' '.join(sys.argv[1:])}`; every "
               f"run is `minigan train` then `minigan eval` (see the script). {cpu_model()} ({os.cpu_count()} cores), "
               f"{openblas_env()}, {how}; minigan {minigan.__version__}, numpy {np.__version__}, "
-              f"Python {platform.python_version()}.", ""]
+              f"Python {platform.python_version()}.{backend_note()}", ""]
     blocks = {}
     for preset in args.presets:
         runs = [Path(args.runs) / preset / f"seed_{s}" for s in seeds]
