@@ -120,7 +120,9 @@ elif [ "$part" = all ]; then
 elif [ "$part" = quality ]; then
     # Measured 2026-12-04 on an H200 with the plain CuPy path: dcgan-mnist ~26 ms a step alone, ~30 ms
     # with two runs sharing the GPU, so its default 16,000 steps (~8 min) plus scoring did not fit one
-    # call; pass STEPS (a recipe override, say so in the table) or one preset a call.  Training stops at
+    # call; pass STEPS (a recipe override, say so in the table) or one preset a call.  2026-12-05 on an H100
+    # with the fused kernels (and the recipe's lazy R1): ~14 ms a step alone, ~31 ms with three runs at once,
+    # so TRAIN_S=520 takes three seeds to the full 16k inside one 600 s call when nothing else shares it.  Training stops at
     # TRAIN_S seconds; every run is then scored where it got to (its last checkpoint, every 500 steps;
     # the table names the unfinished runs), since a run left on the machine is lost with it.
     runs=$(mktemp -d)
