@@ -205,7 +205,8 @@ PRESETS = {
     # (FID 19.9-21.1 from 13k to 18k) it fell to 17.6 / 16.2 / 15.5 / 15.1 at 20k-23k; from scratch it keeps
     # pace with the run without it, then leads (FID 204 / 89 / 55 / 33.6 / 27.4 at 1k, 2k, 3k, 5k, 6k against
     # 219 / 95 / 60 / 39.7 / 33.7; 25.1 at 7k, where the run without it scored 31.0), and at 16k scores 16.1
-    # against 20.3 (session 20; seed 0; still falling 1-6 % a 1,000 steps). On an H100: 16.9 / 19.5 / 16.7 at 11.5k, seeds 0-2 (session 25).
+    # against 20.3 (session 20; seed 0; still falling 1-6 % a 1,000 steps). On an H100: 16.9 / 19.5 / 16.7 at
+    # 11.5k, seeds 0-2 (session 25).
     # In the plateau near 13 (26k-32k), top-k G updates (topk), DiffAugment (augment) and a fresh critic of
     # depth 3 or 2 (d_depth) did not lower it (sessions 22-23).
     "dcgan-mnist": Preset(_dcgan_mnist, dict(data="mnist", z_dim=100, steps=16000, batch_size=128, init="dcgan",
