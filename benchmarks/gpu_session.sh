@@ -20,8 +20,8 @@
 #     bash benchmarks/gpu_session.sh bench     # gan_step (3 workloads), gemm_rate, ops, penalty_step,
 #                                              # dcgan-mnist training picture
 #     bash benchmarks/gpu_session.sh quality   # #12's conv rows with quality.py on cupy (PRESETS, SEEDS,
-#                                              # FIRST_SEED, STEPS, SET, TRAIN_S from the environment; see
-#                                              # the part)
+#                                              # FIRST_SEED, STEPS, SET, TRAIN_S, RUNS from the environment;
+#                                              # see the part)
 # What comes back ($OUT, at most 8 files): summary-PART.txt (every section's command, tail and exit
 # status), logs-PART.tar.gz (the whole logs, no checkpoints), for bench and all dcgan_mnist_samples.png,
 # for quality quality.md (benchmarks/quality.md with the new tables: copy its generated blocks back)
@@ -125,7 +125,13 @@ elif [ "$part" = quality ]; then
     # so TRAIN_S=520 takes three seeds to the full 16k inside one 600 s call when nothing else shares it.  Training stops at
     # TRAIN_S seconds; every run is then scored where it got to (its last checkpoint, every 500 steps;
     # the table names the unfinished runs), since a run left on the machine is lost with it.
-    runs=$(mktemp -d)
+    # RUNS=.gpu_runs (a folder .git/info/exclude ignores, so the next call's copy of the tree leaves it) keeps
+    # the runs on the machine between calls while it stays warm (30 s idle): a second call with the same
+    # RUNS resumes each unfinished run from its last checkpoint (quality.py does), e.g. dcgan-stacked's 40k
+    # steps over two calls (not yet tried on a device: the device README says ignored outputs stay between
+    # calls; check the second call's log says "resumed").  Unset: a fresh temporary folder, gone with the call.
+    runs=${RUNS:-$(mktemp -d)}
+    mkdir -p "$runs" && runs=$(cd "$runs" && pwd)
     sets=()
     [ -n "${STEPS:-}" ] && sets=(--set "steps=$STEPS")
     read -r -a extra <<< "${SET:-}"    # SET="lr_g=4e-4 lr_d=4e-4": more recipe overrides, split on spaces
