@@ -129,7 +129,8 @@ elif [ "$part" = quality ]; then
     # the runs on the machine between calls while it stays warm (30 s idle): a second call with the same
     # RUNS resumes each unfinished run from its last checkpoint (quality.py does), e.g. dcgan-stacked's 40k
     # steps over two calls (not yet tried on a device: the device README says ignored outputs stay between
-    # calls; check the second call's log says "resumed").  Unset: a fresh temporary folder, gone with the call.
+    # calls; check that the runs.tar.gz logs go on from the first call's steps).  Unset: a fresh temporary
+    # folder, gone with the call.
     runs=${RUNS:-$(mktemp -d)}
     mkdir -p "$runs" && runs=$(cd "$runs" && pwd)
     sets=()
