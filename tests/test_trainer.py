@@ -370,11 +370,12 @@ def test_width_sizes_the_mixture_presets_and_nothing_else():
     t = Trainer("grid25", seed=0, width=32, steps=1, batch_size=8)
     assert t.G.parameters()["2.weight"].shape == (32, 32) and t.D.parameters()["0.weight"].shape == (32, 2)
     t.train_step()
-    with pytest.raises(ValueError, match="width must be an int >= 1 for preset 'ring8'"):
-        Trainer("ring8", width=0)
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="width must be an int >= 1 for preset 'ring8'"):
+            Trainer("ring8", width=bad)
     with pytest.raises(ValueError, match="preset 'dcgan-mnist' has a fixed architecture"):
         Trainer("dcgan-mnist", width=64)
-    with pytest.raises(ValueError, match="width must be an int >= 0"):
+    with pytest.raises(ValueError, match="width must be an int >= 1 for preset 'grid25' .*got 'wide'"):
         Trainer("grid25", width="wide")
 
 
@@ -511,8 +512,9 @@ def test_d_channels_sizes_the_dcgan_critics_only_and_old_runs_resume_at_64(tmp_p
             assert p["0.weight"].shape == (c, cin, 4, 4) and p["2.weight"].shape == (2 * c, c, 4, 4)
             assert p[f"{len(D.layers) - 1}.weight"].shape == (1, 2 * c * 7 * 7)
             assert (norm == "batch") == (p.get("3.weight", np.zeros(0)).shape == (2 * c,))
-    with pytest.raises(ValueError, match="d_channels must be an int >= 1 for preset 'dcgan-mnist'"):
-        Trainer("dcgan-mnist", d_channels=0)
+    for bad in (0, -1, 2.5, True):           # (-1 too: this preset's bound, not the generic ">= 0")
+        with pytest.raises(ValueError, match="d_channels must be an int >= 1 for preset 'dcgan-mnist'"):
+            Trainer("dcgan-mnist", d_channels=bad)
     with pytest.raises(ValueError, match="d_channels sets .* preset 'mlp-mnist' has a fixed architecture"):
         Trainer("mlp-mnist", d_channels=64)
     # a run keeps its width on resume; one saved before the key had 64 channels, and resumes so

@@ -234,11 +234,15 @@ def recipe_for(name, **overrides):
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     check_keys(overrides)
-    recipe = check_recipe({**DEFAULT_RECIPE, **PRESETS[name].recipe, **overrides})
+    recipe = {**DEFAULT_RECIPE, **PRESETS[name].recipe, **overrides}
+    sized = {key: [n for n, p in PRESETS.items() if p.recipe.get(key, 0) > 0] for key in SIZED}  # (presets it sizes)
+    for key, what in SIZED.items():           # (before the generic bounds: -1 gets this preset's ">= 1", not ">= 0")
+        v = recipe[key]
+        if name in sized[key] and not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1):
+            raise ValueError(f"{key} must be an int >= 1 for preset {name!r} ({what}), got {v!r}")
+    recipe = check_recipe(recipe)
     for key, what in SIZED.items():
-        presets = [n for n, p in PRESETS.items() if p.recipe.get(key, 0) > 0]     # (the presets it sizes)
-        if name in presets and recipe[key] < 1:
-            raise ValueError(f"{key} must be an int >= 1 for preset {name!r} ({what}), got {recipe[key]!r}")
+        presets = sized[key]
         if name not in presets and recipe[key]:
             raise ValueError(f"{key} sets {what} of {' and '.join(presets)}; preset {name!r} has a fixed "
                              f"architecture (expected {key} 0, got {recipe[key]!r})")
