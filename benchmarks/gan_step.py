@@ -162,7 +162,8 @@ def time_both(args):
 
 def count_launches(args):
     """CUDA kernels launched per step by each library, counted with torch.profiler (CUPTI sees
-    every kernel of the process, CuPy's included).  UNVERIFIED: written without a GPU."""
+    every kernel of the process, CuPy's included; run on an H100, 2026-12-05), then minigan's most
+    launched kernels by name: where its launches go (the breakdown is new since that run)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
     G, D, z, real, _ = build(args.workload, args.backend, args.batch)
@@ -180,8 +181,27 @@ def count_launches(args):
         events = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
         copies = [e for e in events if e.name.lower().startswith(("memcpy", "memset"))]
         counts[name] = ((len(events) - len(copies)) / 3, len(copies) / 3)
+        if name == "minigan":
+            top = launch_table(events, steps=3)
     print(f"CUDA kernels per step: minigan {counts['minigan'][0]:.0f}   torch {counts['torch'][0]:.0f}   "
           f"(memcpy/memset per step: minigan {counts['minigan'][1]:.0f}   torch {counts['torch'][1]:.0f})")
+    print(top)
+
+
+def launch_table(events, steps, rows=15):
+    """The most launched kernels among profiler ``events`` (each with .name and, where the profiler
+    gives it, .time_range): per step, launches and GPU microseconds, the name cut to 70 characters."""
+    import collections
+    n, us = collections.Counter(), collections.Counter()
+    for e in events:
+        n[e.name] += 1
+        try:
+            us[e.name] += e.time_range.elapsed_us()
+        except AttributeError:                       # (a profiler without per-event times: counts only)
+            pass
+    lines = [f"minigan's most launched kernels ({len(n)} names; per step):", "  launches     us  name"]
+    lines += [f"  {c / steps:8.1f} {us[k] / steps:6.0f}  {k[:70]}" for k, c in n.most_common(rows)]
+    return "\n".join(lines)
 
 
 def memory_child(args):

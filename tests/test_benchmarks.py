@@ -98,3 +98,22 @@ def test_reference_fid_scores_the_torch_generator_far_above_the_floor(capsys):
     assert len(rows) == 1
     fid, floor = (float(v) for v in rows[0].split("|")[3:5])
     assert fid > 2 * floor > 0
+
+
+def test_launch_table_ranks_kernels_by_launches_per_step():
+    """gan_step --count-launches' breakdown: launches and GPU microseconds per step, most launched
+    first; a profiler without per-event times still gives the counts."""
+    import types
+
+    def event(name, us=None):
+        e = types.SimpleNamespace(name=name)
+        if us is not None:
+            e.time_range = types.SimpleNamespace(elapsed_us=lambda: us)
+        return e
+    names = ["gemm"] * 6 + ["cupy_add"] * 9 + ["im2col"] * 3
+    table = gan_step.launch_table([event(n, 10) for n in names], steps=3).splitlines()
+    assert table[0] == "minigan's most launched kernels (3 names; per step):"
+    assert [line.split() for line in table[2:]] == [["3.0", "30", "cupy_add"], ["2.0", "20", "gemm"],
+                                                    ["1.0", "10", "im2col"]]
+    table = gan_step.launch_table([event("k" * 90), event("k" * 90)], steps=1, rows=1).splitlines()
+    assert table[2].split() == ["2.0", "0", "k" * 70]
