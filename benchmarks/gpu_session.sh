@@ -20,8 +20,10 @@
 #     bash benchmarks/gpu_session.sh bench     # gan_step (3 workloads), gemm_rate, ops, penalty_step,
 #                                              # dcgan-mnist training picture
 #     bash benchmarks/gpu_session.sh quality   # #12's conv rows with quality.py on cupy (PRESETS, SEEDS,
-#                                              # FIRST_SEED, STEPS, SET, TRAIN_S, RUNS from the environment;
-#                                              # see the part)
+#                                              # FIRST_SEED, STEPS, SET, TRAIN_S, RUNS, PLAIN_TESTS from
+#                                              # the environment; see the part)
+# Owed at the end of session 25 (one call, the session's only one: start ~30 s + ~590 s):
+#     PLAIN_TESTS=1 TRAIN_S=500 PRESETS=dcgan-mnist SEEDS=3 bash benchmarks/gpu_session.sh quality  # (timeout 600)
 # What comes back ($OUT, at most 8 files): summary-PART.txt (every section's command, tail and exit
 # status), logs-PART.tar.gz (the whole logs, no checkpoints), for bench and all dcgan_mnist_samples.png,
 # for quality quality.md (benchmarks/quality.md with the new tables: copy its generated blocks back)
@@ -122,9 +124,9 @@ elif [ "$part" = quality ]; then
     # with two runs sharing the GPU, so its default 16,000 steps (~8 min) plus scoring did not fit one
     # call; pass STEPS (a recipe override, say so in the table) or one preset a call.  2026-12-05 on an H100
     # with the fused kernels (and the recipe's lazy R1): ~14 ms a step alone, ~31 ms with three runs at once,
-    # so TRAIN_S=520 takes three seeds to the full 16k inside one 600 s call when nothing else shares it.  Training stops at
-    # TRAIN_S seconds; every run is then scored where it got to (its last checkpoint, every 500 steps;
-    # the table names the unfinished runs), since a run left on the machine is lost with it.
+    # so TRAIN_S=520 takes three seeds to the full 16k inside one 600 s call.  Training stops at TRAIN_S s;
+    # every run is then scored where it got to (its last checkpoint, every 500 steps; the table names the
+    # unfinished runs), since a run left on the machine is lost with it.
     # RUNS=.gpu_runs (a folder .git/info/exclude ignores, so the next call's copy of the tree leaves it) keeps
     # the runs on the machine between calls while it stays warm (30 s idle): a second call with the same
     # RUNS resumes each unfinished run from its last checkpoint (quality.py does), e.g. dcgan-stacked's 40k
@@ -139,7 +141,18 @@ elif [ "$part" = quality ]; then
     for kv in "${extra[@]}"; do sets+=(--set "$kv"); done  # (not globbed: betas_g=[0.5,0.9] stays as written)
     q=(env MINIGAN_BACKEND=cupy MINIGAN_DATA="$MINIGAN_SHARED/data/mnist" python3 benchmarks/quality.py
        --presets ${PRESETS:-dcgan-mnist} --seeds ${SEEDS:-3} --first-seed ${FIRST_SEED:-0} --runs "$runs")
+    # PLAIN_TESTS=1: meanwhile every cupy test with the fused kernels off (the plain path, their oracle; ~45 s
+    # on an H100 beside three trainings, 2026-12-05), so that one call covers both
+    if [ "${PLAIN_TESTS:-0}" = 1 ]; then
+        (MINIGAN_CUPY_FUSED=0 timeout 240 "${cupy_tests[@]}" > "$logs/tests_plain.log" 2>&1
+         echo "--- tests_plain (MINIGAN_CUPY_FUSED=0, beside the trainings): exit $?" >> "$logs/tests_plain.log") &
+        plain_pid=$!
+    fi
     TAIL=40 section quality "${TRAIN_S:-450}" "${q[@]}" --jobs 3 "${sets[@]}"
+    if [ -n "${plain_pid:-}" ]; then
+        wait "$plain_pid"             # (before the pkill below: some tests run `minigan train` themselves)
+        tail -n 40 "$logs/tests_plain.log" | tee -a "$summary"
+    fi
     pkill -f "minigan train" && sleep 3           # (timeout stops quality.py, not the trainings it started)
     TAIL=40 section quality_scored 100 "${q[@]}" --from-runs
     cp benchmarks/quality.md "$out/quality.md"
