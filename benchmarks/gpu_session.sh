@@ -150,10 +150,12 @@ elif [ "$part" = quality ]; then
     fi
     TAIL=40 section quality "${TRAIN_S:-450}" "${q[@]}" --jobs 3 "${sets[@]}"
     if [ -n "${plain_pid:-}" ]; then
-        wait "$plain_pid"             # (before the pkill below: some tests run `minigan train` themselves)
+        wait "$plain_pid"
         tail -n 40 "$logs/tests_plain.log" | tee -a "$summary"
     fi
-    pkill -f "minigan train" && sleep 3           # (timeout stops quality.py, not the trainings it started)
+    # (timeout stops quality.py, not the trainings it started; only these: a bare pkill -f "minigan train"
+    # also killed another job's trainings on a shared machine, session 25)
+    pkill -f "minigan train .*$runs/" && sleep 3
     TAIL=40 section quality_scored 100 "${q[@]}" --from-runs
     cp benchmarks/quality.md "$out/quality.md"
     (cd "$runs" && tar -czf "$out/runs.tar.gz" --exclude='*.npz' .) 2>/dev/null
