@@ -23,7 +23,7 @@
 #                                              # FIRST_SEED, STEPS, SET, TRAIN_S, RUNS, PLAIN_TESTS from
 #                                              # the environment; see the part)
 # Owed at the end of session 25 (one call, the session's only one: start ~30 s + ~590 s):
-#     PLAIN_TESTS=1 TRAIN_S=500 PRESETS=dcgan-mnist SEEDS=3 bash benchmarks/gpu_session.sh quality  # (timeout 600)
+#     PLAIN_TESTS=1 TRAIN_S=520 PRESETS=dcgan-mnist SEEDS=3 bash benchmarks/gpu_session.sh quality  # (timeout 600)
 # What comes back ($OUT, at most 8 files): summary-PART.txt (every section's command, tail and exit
 # status), logs-PART.tar.gz (the whole logs, no checkpoints), for bench and all dcgan_mnist_samples.png,
 # for quality quality.md (benchmarks/quality.md with the new tables: copy its generated blocks back)
