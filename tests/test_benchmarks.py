@@ -117,3 +117,22 @@ def test_launch_table_ranks_kernels_by_launches_per_step():
                                                     ["1.0", "10", "im2col"]]
     table = gan_step.launch_table([event("k" * 90), event("k" * 90)], steps=1, rows=1).splitlines()
     assert table[2].split() == ["2.0", "0", "k" * 70]
+
+
+def test_quality_header_names_the_backend_only_under_cupy(monkeypatch):
+    """quality.py's header line says where a cupy table ran (the GPU, the fused kernels' state) and
+    adds nothing on numpy; without a readable GPU it says so rather than failing the table."""
+    import quality
+    from minigan.ops import _cupy
+    monkeypatch.delenv("MINIGAN_BACKEND", raising=False)
+    assert quality.backend_note() == ""
+    monkeypatch.setenv("MINIGAN_BACKEND", "numpy")
+    assert quality.backend_note() == ""
+    monkeypatch.setenv("MINIGAN_BACKEND", "cupy")
+    monkeypatch.setitem(sys.modules, "cupy", None)          # (import cupy fails, as on a machine without it)
+    previous = _cupy.set_enabled(False)
+    try:
+        assert quality.backend_note() == (" Backend cupy (MINIGAN_BACKEND) on a CUDA GPU (name not read: "
+                                          "ModuleNotFoundError), fused CuPy kernels off.")
+    finally:
+        _cupy.set_enabled(previous)
