@@ -234,13 +234,10 @@ def recipe_for(name, **overrides):
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     check_keys(overrides)
-    recipe = {**DEFAULT_RECIPE, **PRESETS[name].recipe, **overrides}
     sized = {key: [n for n, p in PRESETS.items() if p.recipe.get(key, 0) > 0] for key in SIZED}  # (presets it sizes)
-    for key, what in SIZED.items():           # (before the generic bounds: -1 gets this preset's ">= 1", not ">= 0")
-        v = recipe[key]
-        if name in sized[key] and not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1):
-            raise ValueError(f"{key} must be an int >= 1 for preset {name!r} ({what}), got {v!r}")
-    recipe = check_recipe(recipe)
+    recipe = check_recipe({**DEFAULT_RECIPE, **PRESETS[name].recipe, **overrides},
+                          at_least={key: (1, f" for preset {name!r} ({what})") for key, what in SIZED.items()
+                                    if name in sized[key]})
     for key, what in SIZED.items():
         presets = sized[key]
         if name not in presets and recipe[key]:
@@ -260,14 +257,17 @@ def check_keys(overrides):
         raise KeyError(f"unknown recipe keys {sorted(unknown)}; known: {', '.join(DEFAULT_RECIPE)}")
 
 
-def check_recipe(recipe):
-    """Validate the values of a full recipe (clear errors naming the key); -> the recipe."""
+def check_recipe(recipe, at_least=None):
+    """Validate the values of a full recipe (clear errors naming the key); -> the recipe.  ``at_least``:
+    {key: (bound, why)} raising an integer key's lower bound for one preset (why ends its error's first part)."""
+    at_least = at_least or {}
     for key, low in (("batch_size", 1), ("steps", 1), ("n_critic", 1), ("pack", 1), ("z_dim", 1), ("width", 0),
                      ("d_channels", 0), ("d_depth", 0), ("sample_every", 0), ("checkpoint_every", 0),
                      ("ema_bn_batches", 0)):                              # (0: never)
+        low, why = at_least.get(key, (low, ""))
         v = recipe[key]
         if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= low):
-            raise ValueError(f"{key} must be an int >= {low}, got {v!r}")
+            raise ValueError(f"{key} must be an int >= {low}{why}, got {v!r}")
     for key in ("lr_g", "lr_d", "grad_clip", "weight_clip", "l1", "l2", "ema", "d_dropout", "eval_every"):
         if not (isinstance(recipe[key], (int, float, np.number)) and recipe[key] >= 0):
             raise ValueError(f"{key} must be a number >= 0, got {recipe[key]!r}")
