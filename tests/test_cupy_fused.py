@@ -220,7 +220,8 @@ def test_leaky_relu_is_bit_exact(where, shape, slope, layout, dtype):
     rng = np.random.default_rng(1)
     x, dy = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
     x.flat[0] = 0.0
-    x.flat[-1] = -0.0 if x.size > 1 else x.flat[-1]          # (both ties of max(x, s x) at zero)
+    if x.size > 1:
+        x.flat[-1] = -0.0                                     # (both ties of max(x, s x) at zero)
     if layout == "channels_last":
         x, dy = channels_last(x), channels_last(dy)
     x, dy = where.dev(x), where.dev(dy)
