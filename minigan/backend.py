@@ -95,11 +95,14 @@ def current_xp():
 
 def is_cupy_array(a):
     # Decided from the type's module so that numpy-only installs never import cupy.
-    return type(a).__module__.split(".")[0] == "cupy"
+    t = type(a)
+    return t is not np.ndarray and t.__module__.split(".")[0] == "cupy"
 
 
 def get_xp(*arrays):
     """The array module that ``arrays`` live on; mixing numpy and cupy arrays is an error."""
+    if all(type(a) is np.ndarray for a in arrays):           # (the CPU's common case, answered first)
+        return np
     kinds = {is_cupy_array(a) for a in arrays if a is not None and hasattr(a, "dtype")}
     if kinds == {True, False}:
         raise BackendError("numpy and cupy arrays were mixed in one call; move everything to one "

@@ -216,6 +216,42 @@ def test_leaky_relu_is_exact(slope, dtype):
     assert y.dtype == dx.dtype == dtype
 
 
+@pytest.mark.parametrize("slope", [0.0, 0.2, 1.0, 1.5])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_and_gate_are_their_definitions(slope, dtype):
+    """ReLU's forward is max(x, 0) (+0 for every x <= 0, NaN kept) and gate(dy, y, s) is dy where y > 0,
+    s dy elsewhere, bit for bit with the signs of zeros, for the op and its ``.reference``, in C and in
+    channels-last memory (the forms numpy computes them in differ from the definitions: an array of
+    zeros or of s instead of a scalar, dy times the 0/1 mask for s = 0)."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 4, 5, 6)).astype(dtype)
+    x.flat[:4] = 0.0, -0.0, np.nan, -np.inf
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    dy.flat[4:8] = 0.0, -0.0, np.nan, np.inf
+    s = dtype(slope)
+    ops = minigan.ops.activations
+    with np.errstate(invalid="ignore"):                       # inf * 0 = NaN, here on purpose
+        _check_relu_and_gate(ops, x, dy, s, dtype)
+
+
+def _check_relu_and_gate(ops, x, dy, s, dtype):
+    for a, b in ((x, dy), (x.transpose(0, 2, 3, 1).copy().transpose(0, 3, 1, 2),
+                           dy.transpose(0, 2, 3, 1).copy().transpose(0, 3, 1, 2))):
+        y, cache = ops.relu_forward(a)
+        expected = np.where(a > 0, a, dtype(0))
+        expected[np.isnan(a)] = np.nan
+        np.testing.assert_array_equal(y, expected)
+        np.testing.assert_array_equal(np.signbit(y), np.signbit(expected))
+        assert cache is y and y.strides == a.strides
+        want = np.where(y > 0, b, b * s)
+        for gate in (ops.gate, ops.gate.reference):
+            got = gate(b, y, s)
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+            assert got.dtype == dtype
+        np.testing.assert_array_equal(ops.relu_backward(b, y), np.where(y > 0, b, b * dtype(0)))
+
+
 def test_results_do_not_alias_the_column_scratch(cpu_kernels):
     """The convolutions reuse one scratch buffer for their column matrices; nothing they return
     (outputs, input gradients, parameter gradients, tapes) may live in it: a second pass through

@@ -300,7 +300,7 @@ def set_enabled(flag):
 def use(*arrays):
     """True when the kernels should handle these arrays: enabled, every array a cupy array of one
     float dtype the kernels are compiled for."""
-    if not enabled():
+    if not enabled() or type(arrays[0]) is np.ndarray:      # (the CPU's common case, answered first)
         return False
     from ..backend import is_cupy_array
     return (all(is_cupy_array(a) for a in arrays) and arrays[0].dtype in _CTYPES
