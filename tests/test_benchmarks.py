@@ -32,6 +32,20 @@ def test_gemm_recorder_counts_every_conv_gemm_of_the_dcgan32_step():
     assert len(rec.seconds()) == len(rec.calls) == sum(d_passes) + sum(g_passes)
 
 
+def test_mixture_workload_is_ring8s_and_grid25s_nets():
+    """gan_step's ``mixture`` times the nets and batch ring8 and grid25 train (so a change of their width
+    or depth shows here), and its step runs."""
+    from minigan.gan.trainer import Trainer
+    G, D, z, real, batch = gan_step.build("mixture", "numpy", None)
+    for preset in ("ring8", "grid25"):
+        t = Trainer(preset, seed=0, out_dir=None)
+        assert repr(G) == repr(t.G) and repr(D) == repr(t.D), preset        # layers, sizes, slopes
+        assert batch == t.recipe["batch_size"] and z.shape[1] == t.recipe["z_dim"], preset
+    before = {k: v.copy() for k, v in G.parameters().items()}
+    gan_step.minigan_step_fn(G, D, z, real)()
+    assert any(not np.array_equal(before[k], v) for k, v in G.parameters().items())
+
+
 def _quality():
     import quality
     return quality
