@@ -155,6 +155,7 @@ class Adam(Optimizer):
         if not eps >= 0:
             raise ValueError(f"{type(self).__name__}: eps must be >= 0, got {eps!r}")
         self.betas, self.eps, self.amsgrad = betas, float(eps), bool(amsgrad)
+        self._flat = None                 # _update_flat's buffers (numpy without numba)
 
     def _update(self, name, p, g, st):
         self._decay(p)
@@ -168,15 +169,22 @@ class Adam(Optimizer):
         """Decoupled weight decay applied to p before the step (AdamW); none for Adam."""
 
     def _update_all(self, items):
-        """All tensors of the step in one fused launch where the CuPy kernels apply (every tensor on
-        the GPU in one dtype, C-contiguous, one step count, no amsgrad: ops/_cupy.adam_all), else
-        one tensor at a time.  The same float operations either way."""
-        if self.amsgrad or len(items) < 2 or not _cupy.enabled() \
-                or len({st.get("step", 0) for *_, st in items}) != 1:
+        """All tensors of the step together where they share one dtype and one step count (no amsgrad):
+        on the GPU in one fused launch (ops/_cupy.adam_all, C-contiguous tensors); on numpy without numba,
+        each pass once over the moments of every tensor kept in one flat buffer (``_update_flat``);
+        else one tensor at a time.  The same float operations, element by element, every way."""
+        if self.amsgrad or len(items) < 2 or len({st.get("step", 0) for *_, st in items}) != 1 \
+                or len({p.dtype for _, p, _, _ in items}) != 1:
+            return super()._update_all(items)
+        flat = not _numba.enabled() and all(type(p) is np.ndarray and g.dtype == p.dtype
+                                            for _, p, g, _ in items)
+        if not (flat or _cupy.enabled()):
             return super()._update_all(items)
         for name, p, g, st in items:
             self._decay(p)
         begun = [(p,) + self._adam_begin(p, g, st, self._l2()) for name, p, g, st in items]
+        if flat:
+            return self._update_flat(items, [b[1] for b in begun], begun[0][-1])
         t = begun[0][-1]
         b1, b2 = self.betas
         if _cupy.adam_all([b[:4] for b in begun], 1 - b1, b2, (1 - b2 ** t) ** 0.5, self.eps,
@@ -184,6 +192,46 @@ class Adam(Optimizer):
             return
         for p, g, m, v, t in begun:
             self._adam_passes(p, g, m, v, t)
+
+    def _update_flat(self, items, grads, t):
+        """One Adam step of many small numpy tensors at once: numpy's per-call cost, not the arithmetic,
+        is most of a pass over a 128 x 128 tensor, and each pass then runs once instead of once a tensor.
+        The moments live in two flat buffers; each tensor's ``exp_avg`` / ``exp_avg_sq`` is a view of
+        its slice (a state loaded, moved or created since is copied in first, values unchanged)."""
+        names = tuple(name for name, *_ in items)
+        buf = self._flat
+        if buf is None or buf["names"] != names or any(
+                st["exp_avg"] is not m or st["exp_avg_sq"] is not v
+                for (*_, st), m, v in zip(items, buf["exp_avg"], buf["exp_avg_sq"])):
+            buf = self._flat = self._flat_buffers(items)
+        np.concatenate([g.reshape(-1) for g in grads], out=buf["g"])
+        step = self._adam_step(buf["g"], buf["m"], buf["v"], t, buf["tmp"])
+        for (_, p, _, _), a, b in zip(items, buf["bounds"][:-1], buf["bounds"][1:]):
+            p -= step[a:b].reshape(p.shape)
+
+    def _flat_buffers(self, items):
+        sizes = [p.size for _, p, _, _ in items]
+        bounds = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+        dtype = items[0][1].dtype
+        buf = {"names": tuple(name for name, *_ in items), "bounds": bounds,
+               **{k: np.empty(bounds[-1], dtype) for k in ("m", "v", "g", "tmp")}}
+        for key, flat in (("exp_avg", buf["m"]), ("exp_avg_sq", buf["v"])):
+            views = []
+            for (_, p, _, st), a, b in zip(items, bounds[:-1], bounds[1:]):
+                view = flat[a:b].reshape(p.shape)
+                view[...] = st[key]
+                st[key] = view
+                views.append(view)
+            buf[key] = views
+        return buf
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        self._flat = None                 # (its views are no longer the state: the next step copies it in)
+
+    def to(self, backend):
+        self._flat = None
+        return super().to(backend)
 
     def _adam(self, p, g, st, l2):
         self._adam_passes(p, *self._adam_begin(p, g, st, l2), vmax=st.get("max_exp_avg_sq"))
@@ -203,13 +251,20 @@ class Adam(Optimizer):
     def _adam_passes(self, p, g, m, v, t, vmax=None):
         """The step of one tensor from its moments at step t (vmax: amsgrad's running maximum)."""
         b1, b2 = self.betas
-        xp = get_xp(p)
         step_size = self.lr / (1 - b1 ** t)
         bc2_sqrt = (1 - b2 ** t) ** 0.5
         if not self.amsgrad and (_numba.adam(p, g, m, v, 1 - b1, b2, bc2_sqrt, self.eps, step_size)
                                  or _cupy.adam(p, g, m, v, 1 - b1, b2, bc2_sqrt, self.eps, step_size)):
-            return                      # a fused twin (ops/_numba.py, ops/_cupy.py) did the passes below in one
-        tmp = xp.empty_like(p)          # one scratch array: every pass below writes in place
+            return                      # a fused twin (ops/_numba.py, ops/_cupy.py) did _adam_step's passes in one
+        p -= self._adam_step(g, m, v, t, get_xp(p).empty_like(p), vmax)
+
+    def _adam_step(self, g, m, v, t, tmp, vmax=None):
+        """m and v moved to step t in place; -> tmp holding lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t)
+        + eps), the amount p goes down by.  ``tmp`` is scratch of g's shape: every pass writes in place."""
+        b1, b2 = self.betas
+        xp = get_xp(g)
+        step_size = self.lr / (1 - b1 ** t)
+        bc2_sqrt = (1 - b2 ** t) ** 0.5
         _lerp_(m, g, 1 - b1, tmp)
         v *= b2
         xp.multiply(g, g, out=tmp)
@@ -223,7 +278,7 @@ class Adam(Optimizer):
         denom += self.eps
         xp.divide(m, denom, out=tmp)
         tmp *= step_size
-        p -= tmp
+        return tmp
 
 
 class AdamW(Adam):

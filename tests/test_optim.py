@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import minigan
 from minigan import optim
+from minigan.ops import _numba
 
 from conftest import assert_rel
 
@@ -26,9 +27,19 @@ CONFIGS = [
 ]
 
 
+@pytest.mark.parametrize("numba_on", [False] + ([True] if _numba.available() else []))
 @pytest.mark.parametrize("name,kw", CONFIGS)
 @given(seed=st.integers(0, 2**16), steps=st.integers(1, 30))
-def test_trajectory_matches_torch(name, kw, seed, steps):
+def test_trajectory_matches_torch(name, kw, seed, steps, numba_on):
+    """(Without numba, Adam steps its tensors together in one flat buffer: Adam._update_flat.)"""
+    previous = _numba.set_enabled(numba_on)
+    try:
+        _trajectory_matches_torch(name, kw, seed, steps)
+    finally:
+        _numba.set_enabled(previous)
+
+
+def _trajectory_matches_torch(name, kw, seed, steps):
     rng = np.random.default_rng(seed)
     params = {"a": rng.standard_normal((3, 4)), "b": rng.standard_normal(5)}
     tparams = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
@@ -61,6 +72,74 @@ def test_state_dict_round_trip_continues_identically():
         a.step(p1, g)
         b.step(p2, g)
     np.testing.assert_array_equal(p1["w"], p2["w"])
+
+
+class _OneAtATime:
+    """The oracle of Adam's flat path: the same optimizer stepping one tensor at a time."""
+    def _update_all(self, items):
+        optim.Optimizer._update_all(self, items)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cls,kw", [(optim.Adam, dict(lr=1e-3, betas=(0.5, 0.9))),
+                                    (optim.Adam, dict(lr=1e-2, weight_decay=0.1)),
+                                    (optim.AdamW, dict(lr=1e-2, betas=(0.5, 0.99), weight_decay=0.3))])
+def test_adam_flat_path_is_bit_exact(cls, kw, dtype):
+    """Numpy without numba: Adam steps all tensors of a step in flat buffers.  Bit for bit the
+    tensor-at-a-time path, with a tensor that never has a gradient (frozen: left alone, as torch does),
+    a state dict round trip into a new optimizer (its state copied into new buffers), and a channels-last
+    weight; each exp_avg is then a view of the buffer."""
+    oracle_cls = type("OneAtATime" + cls.__name__, (_OneAtATime, cls), {})
+    rng = np.random.default_rng(7)
+    p0 = {"w": rng.standard_normal((4, 3, 2, 5)).astype(dtype).transpose(0, 3, 1, 2),  # channels-last memory
+          "b": rng.standard_normal(5).astype(dtype), "v": rng.standard_normal((6, 2)).astype(dtype)}
+    grads = [{k: (rng.standard_normal(v.shape) * 10.0 ** rng.uniform(-6, 1, v.shape)).astype(dtype)
+              for k, v in p0.items()} for _ in range(9)]
+    for g in grads:
+        g.pop("v")
+    previous = _numba.set_enabled(False)
+    try:
+        params = {k: v.copy() for k, v in p0.items()}
+        ref = {k: v.copy() for k, v in p0.items()}
+        opt, oracle = cls(**kw), oracle_cls(**kw)
+        for i, g in enumerate(grads):
+            if i == 6:                                # resume: a new optimizer from the state dict
+                opt, state = cls(**kw), opt.state_dict()
+                opt.load_state_dict(state)
+            opt.step(params, g)
+            oracle.step(ref, g)
+            for k in p0:
+                np.testing.assert_array_equal(params[k], ref[k], err_msg=f"step {i}, {k}")
+        assert opt._flat is not None and oracle._flat is None and opt._flat["names"] == ("w", "b")
+        np.testing.assert_equal(opt.state_dict(), oracle.state_dict())
+        np.testing.assert_array_equal(params["v"], p0["v"])
+        for k in ("w", "b"):
+            for key, flat in (("exp_avg", opt._flat["m"]), ("exp_avg_sq", opt._flat["v"])):
+                assert np.shares_memory(opt.state[k][key], flat)
+    finally:
+        _numba.set_enabled(previous)
+
+
+def test_adam_flat_path_steps_aside_where_it_does_not_apply():
+    """amsgrad, mixed dtypes, tensors at different step counts and one tensor alone go one at a time."""
+    rng = np.random.default_rng(8)
+    previous = _numba.set_enabled(False)
+    try:
+        for opt, params in [(optim.Adam(amsgrad=True), {"a": rng.standard_normal(3), "b": rng.standard_normal(2)}),
+                            (optim.Adam(), {"a": rng.standard_normal(3),
+                                            "b": rng.standard_normal(2).astype(np.float32)}),
+                            (optim.Adam(), {"a": rng.standard_normal(3)})]:
+            opt.step(params, {k: np.ones_like(v) for k, v in params.items()})
+            assert opt._flat is None
+        opt, params = optim.Adam(), {"a": rng.standard_normal(3), "b": rng.standard_normal(2)}
+        opt.step(params, {"a": np.ones(3)})                       # b: no gradient, still at step 0
+        opt.step(params, {"a": np.ones(3), "b": np.ones(2)})      # steps 2 and 1: one at a time
+        assert opt._flat is None and opt.state["a"]["step"] == 2 and opt.state["b"]["step"] == 1
+        opt.step(params, {"a": np.ones(3), "b": np.ones(2)})
+        opt.step(params, {"a": np.ones(3), "b": np.ones(2)})      # (3, 2) then (4, 3): still apart
+        assert opt._flat is None
+    finally:
+        _numba.set_enabled(previous)
 
 
 def test_step_rejects_unknown_and_misshapen_grads():
