@@ -210,6 +210,8 @@ class Adam(Optimizer):
             p -= step[a:b].reshape(p.shape)
 
     def _flat_buffers(self, items):
+        """Flat m, v, gradient and scratch for ``items``; each tensor's moments copied in, then replaced
+        in its state by the view of its slice."""
         sizes = [p.size for _, p, _, _ in items]
         bounds = np.concatenate([[0], np.cumsum(sizes)]).tolist()
         dtype = items[0][1].dtype
