@@ -170,8 +170,8 @@ class Adam(Optimizer):
 
     def _update_all(self, items):
         """All tensors of the step together where they share one dtype and one step count (no amsgrad):
-        on the GPU in one fused launch (ops/_cupy.adam_all, C-contiguous tensors); on numpy without numba,
-        each pass once over the moments of every tensor kept in one flat buffer (``_update_flat``);
+        on the GPU in one fused launch (ops/_cupy.adam_all, C-contiguous tensors); else, on numpy without
+        numba, each pass once over the moments of every tensor kept in one flat buffer (``_update_flat``);
         else one tensor at a time.  The same float operations, element by element, every way."""
         if self.amsgrad or len(items) < 2 or len({st.get("step", 0) for *_, st in items}) != 1 \
                 or len({p.dtype for _, p, _, _ in items}) != 1:
@@ -183,13 +183,13 @@ class Adam(Optimizer):
         for name, p, g, st in items:
             self._decay(p)
         begun = [(p,) + self._adam_begin(p, g, st, self._l2()) for name, p, g, st in items]
-        if flat:
-            return self._update_flat(items, [b[1] for b in begun], begun[0][-1])
         t = begun[0][-1]
         b1, b2 = self.betas
-        if _cupy.adam_all([b[:4] for b in begun], 1 - b1, b2, (1 - b2 ** t) ** 0.5, self.eps,
-                          self.lr / (1 - b1 ** t)):
+        if _cupy.enabled() and _cupy.adam_all([b[:4] for b in begun], 1 - b1, b2, (1 - b2 ** t) ** 0.5, self.eps,
+                                              self.lr / (1 - b1 ** t)):
             return
+        if flat:
+            return self._update_flat(items, [b[1] for b in begun], t)
         for p, g, m, v, t in begun:
             self._adam_passes(p, g, m, v, t)
 
