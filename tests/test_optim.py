@@ -120,6 +120,31 @@ def test_adam_flat_path_is_bit_exact(cls, kw, dtype):
         _numba.set_enabled(previous)
 
 
+@given(shapes=st.lists(st.lists(st.integers(0, 5), min_size=0, max_size=3), min_size=2, max_size=6),
+       seed=st.integers(0, 2**16), adamw=st.booleans())
+def test_adam_flat_path_is_bit_exact_on_any_shapes(shapes, seed, adamw):
+    """Hypothesis draws the tensors (scalars and empty ones among them): the flat path equals the
+    tensor-at-a-time path bit for bit over three steps."""
+    cls = optim.AdamW if adamw else optim.Adam
+    rng = np.random.default_rng(seed)
+    p0 = {f"p{i}": rng.standard_normal(shape).astype(np.float32) for i, shape in enumerate(shapes)}
+    grads = [{k: rng.standard_normal(v.shape).astype(np.float32) for k, v in p0.items()} for _ in range(3)]
+    oracle_cls = type("OneAtATime" + cls.__name__, (_OneAtATime, cls), {})
+    previous = _numba.set_enabled(False)
+    try:
+        params, ref = {k: v.copy() for k, v in p0.items()}, {k: v.copy() for k, v in p0.items()}
+        opt, oracle = cls(lr=1e-2, weight_decay=0.1), oracle_cls(lr=1e-2, weight_decay=0.1)
+        for g in grads:
+            opt.step(params, g)
+            oracle.step(ref, g)
+        assert opt._flat is not None
+        for k in p0:
+            np.testing.assert_array_equal(params[k], ref[k])
+            assert params[k].shape == p0[k].shape
+    finally:
+        _numba.set_enabled(previous)
+
+
 def test_adam_flat_path_steps_aside_where_it_does_not_apply():
     """amsgrad, mixed dtypes, tensors at different step counts and one tensor alone go one at a time."""
     rng = np.random.default_rng(8)
