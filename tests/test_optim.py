@@ -99,8 +99,9 @@ def test_adam_flat_path_is_bit_exact(cls, kw, dtype):
         g.pop("v")
     previous = _numba.set_enabled(False)
     try:
-        params = {k: v.copy() for k, v in p0.items()}
-        ref = {k: v.copy() for k, v in p0.items()}
+        params = {k: v.copy(order="K") for k, v in p0.items()}        # (K: w keeps its channels-last memory)
+        ref = {k: v.copy(order="K") for k, v in p0.items()}
+        assert not params["w"].flags.c_contiguous
         opt, oracle = cls(**kw), oracle_cls(**kw)
         for i, g in enumerate(grads):
             if i == 6:                                # resume: a new optimizer from the state dict
