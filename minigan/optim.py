@@ -185,8 +185,8 @@ class Adam(Optimizer):
         begun = [(p,) + self._adam_begin(p, g, st, self._l2()) for name, p, g, st in items]
         t = begun[0][-1]
         b1, b2 = self.betas
-        if _cupy.enabled() and _cupy.adam_all([b[:4] for b in begun], 1 - b1, b2, (1 - b2 ** t) ** 0.5, self.eps,
-                                              self.lr / (1 - b1 ** t)):
+        step_size, bc2_sqrt = self._bias_corrections(t)
+        if _cupy.enabled() and _cupy.adam_all([b[:4] for b in begun], 1 - b1, b2, bc2_sqrt, self.eps, step_size):
             return
         if flat:
             return self._update_flat(items, [b[1] for b in begun], t)
@@ -250,11 +250,17 @@ class Adam(Optimizer):
             g = g + l2 * p
         return g, st["exp_avg"], st["exp_avg_sq"], st["step"]
 
-    def _adam_passes(self, p, g, m, v, t, vmax=None):
-        """The step of one tensor from its moments at step t (vmax: amsgrad's running maximum)."""
+    def _bias_corrections(self, t):
+        """-> (lr / (1 - b1^t), sqrt(1 - b2^t)): the step size and the divisor of sqrt(v) at step t."""
         b1, b2 = self.betas
         step_size = self.lr / (1 - b1 ** t)
         bc2_sqrt = (1 - b2 ** t) ** 0.5
+        return step_size, bc2_sqrt
+
+    def _adam_passes(self, p, g, m, v, t, vmax=None):
+        """The step of one tensor from its moments at step t (vmax: amsgrad's running maximum)."""
+        b1, b2 = self.betas
+        step_size, bc2_sqrt = self._bias_corrections(t)
         if not self.amsgrad and (_numba.adam(p, g, m, v, 1 - b1, b2, bc2_sqrt, self.eps, step_size)
                                  or _cupy.adam(p, g, m, v, 1 - b1, b2, bc2_sqrt, self.eps, step_size)):
             return                      # a fused twin (ops/_numba.py, ops/_cupy.py) did _adam_step's passes in one
@@ -265,8 +271,7 @@ class Adam(Optimizer):
         + eps), the amount p goes down by.  ``tmp`` is scratch of g's shape: every pass writes in place."""
         b1, b2 = self.betas
         xp = get_xp(g)
-        step_size = self.lr / (1 - b1 ** t)
-        bc2_sqrt = (1 - b2 ** t) ** 0.5
+        step_size, bc2_sqrt = self._bias_corrections(t)
         _lerp_(m, g, 1 - b1, tmp)
         v *= b2
         xp.multiply(g, g, out=tmp)
