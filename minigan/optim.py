@@ -186,14 +186,14 @@ class Adam(Optimizer):
         t = begun[0][-1]
         b1, b2 = self.betas
         step_size, bc2_sqrt = self._bias_corrections(t)
-        if _cupy.enabled() and _cupy.adam_all([b[:4] for b in begun], 1 - b1, b2, bc2_sqrt, self.eps, step_size):
+        if _cupy.adam_all([b[:4] for b in begun], 1 - b1, b2, bc2_sqrt, self.eps, step_size):
             return
         if flat:
-            return self._update_flat(items, [b[1] for b in begun], t)
+            return self._update_flat(items, [b[1] for b in begun], step_size, bc2_sqrt)
         for p, g, m, v, t in begun:
             self._adam_passes(p, g, m, v, t)
 
-    def _update_flat(self, items, grads, t):
+    def _update_flat(self, items, grads, step_size, bc2_sqrt):
         """One Adam step of many small numpy tensors at once: numpy's per-call cost, not the arithmetic,
         is most of a pass over a 128 x 128 tensor, and each pass then runs once instead of once a tensor.
         The moments live in two flat buffers; each tensor's ``exp_avg`` / ``exp_avg_sq`` is a view of
@@ -203,19 +203,19 @@ class Adam(Optimizer):
         if buf is None or buf["names"] != names or any(
                 st["exp_avg"] is not m or st["exp_avg_sq"] is not v
                 for (*_, st), m, v in zip(items, buf["exp_avg"], buf["exp_avg_sq"])):
-            buf = self._flat = self._flat_buffers(items)
+            buf = self._flat = self._flat_buffers(items, names)
         np.concatenate([g.reshape(-1) for g in grads], out=buf["g"])
-        step = self._adam_step(buf["g"], buf["m"], buf["v"], t, buf["tmp"])
+        step = self._adam_step(buf["g"], buf["m"], buf["v"], buf["tmp"], step_size, bc2_sqrt)
         for (_, p, _, _), a, b in zip(items, buf["bounds"][:-1], buf["bounds"][1:]):
             p -= step[a:b].reshape(p.shape)
 
-    def _flat_buffers(self, items):
+    def _flat_buffers(self, items, names):
         """Flat m, v, gradient and scratch for ``items``; each tensor's moments copied in, then replaced
         in its state by the view of its slice."""
         sizes = [p.size for _, p, _, _ in items]
         bounds = np.concatenate([[0], np.cumsum(sizes)]).tolist()
         dtype = items[0][1].dtype
-        buf = {"names": tuple(name for name, *_ in items), "bounds": bounds,
+        buf = {"names": names, "bounds": bounds,
                **{k: np.empty(bounds[-1], dtype) for k in ("m", "v", "g", "tmp")}}
         for key, flat in (("exp_avg", buf["m"]), ("exp_avg_sq", buf["v"])):
             views = []
@@ -264,14 +264,14 @@ class Adam(Optimizer):
         if not self.amsgrad and (_numba.adam(p, g, m, v, 1 - b1, b2, bc2_sqrt, self.eps, step_size)
                                  or _cupy.adam(p, g, m, v, 1 - b1, b2, bc2_sqrt, self.eps, step_size)):
             return                      # a fused twin (ops/_numba.py, ops/_cupy.py) did _adam_step's passes in one
-        p -= self._adam_step(g, m, v, t, get_xp(p).empty_like(p), vmax)
+        p -= self._adam_step(g, m, v, get_xp(p).empty_like(p), step_size, bc2_sqrt, vmax)
 
-    def _adam_step(self, g, m, v, t, tmp, vmax=None):
-        """m and v moved to step t in place; -> tmp holding lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t)
-        + eps), the amount p goes down by.  ``tmp`` is scratch of g's shape: every pass writes in place."""
+    def _adam_step(self, g, m, v, tmp, step_size, bc2_sqrt, vmax=None):
+        """m and v moved one step on in place; -> tmp holding step_size * m / (sqrt(v) / bc2_sqrt + eps), the
+        amount p goes down by (``_bias_corrections``: step_size = lr / (1 - b1^t), bc2_sqrt = sqrt(1 - b2^t)).
+        ``tmp`` is scratch of g's shape: every pass writes in place."""
         b1, b2 = self.betas
         xp = get_xp(g)
-        step_size, bc2_sqrt = self._bias_corrections(t)
         _lerp_(m, g, 1 - b1, tmp)
         v *= b2
         xp.multiply(g, g, out=tmp)
