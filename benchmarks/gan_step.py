@@ -43,12 +43,11 @@ def workload(name):
              minigan.Linear(1024, 784), minigan.Tanh()]
         D = [minigan.Linear(784, 512), L(0.2), minigan.Linear(512, 256), L(0.2), minigan.Linear(256, 1)]
         return G, D, (100,), (784,), 64
-    if name == "mixture":              # ring8's / grid25's nets (models._mixture_nets, width 128) and batch
-        G = [minigan.Linear(16, 128), minigan.ReLU(), minigan.Linear(128, 128), minigan.ReLU(),
-             minigan.Linear(128, 128), minigan.ReLU(), minigan.Linear(128, 2)]
-        D = [minigan.Linear(2, 128), L(0.2), minigan.Linear(128, 128), L(0.2), minigan.Linear(128, 128), L(0.2),
-             minigan.Linear(128, 1)]
-        return G, D, (16,), (2,), 256
+    if name == "mixture":              # ring8's / grid25's nets and batch, built by the preset itself
+        from minigan.gan.models import PRESETS, recipe_for
+        r = recipe_for("grid25")
+        G, D = PRESETS["grid25"].build(r)
+        return G, D, (r["z_dim"],), (2,), r["batch_size"]
     if name in ("dcgan32", "dcgan64"):
         gch, dch, out_ch = ([256, 128, 64], [64, 128, 256], 1) if name == "dcgan32" else ([512, 256, 128, 64], [64, 128, 256, 512], 3)
         G = [CT(100, gch[0], 4, 1, 0, bias=False), BN(gch[0]), minigan.ReLU()]

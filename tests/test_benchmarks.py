@@ -33,8 +33,8 @@ def test_gemm_recorder_counts_every_conv_gemm_of_the_dcgan32_step():
 
 
 def test_mixture_workload_is_ring8s_and_grid25s_nets():
-    """gan_step's ``mixture`` times the nets and batch ring8 and grid25 train (so a change of their width
-    or depth shows here), and its step runs."""
+    """gan_step's ``mixture`` (grid25's preset builds it) times the nets and batch ring8 trains too (should
+    the two presets' nets part, this fails), and its step runs."""
     from minigan.gan.trainer import Trainer
     G, D, z, real, batch = gan_step.build("mixture", "numpy", None)
     for preset in ("ring8", "grid25"):
