@@ -1,4 +1,5 @@
 """Optimizer trajectories against torch.optim (float64, <= 1e-12), schedules, clipping, L1/L2."""
+import contextlib
 import math
 
 import numpy as np
@@ -27,16 +28,23 @@ CONFIGS = [
 ]
 
 
+@contextlib.contextmanager
+def _numba_enabled(flag):
+    """The numba kernels on or off inside the block (without numba, Adam takes its flat path)."""
+    previous = _numba.set_enabled(flag)
+    try:
+        yield
+    finally:
+        _numba.set_enabled(previous)
+
+
 @pytest.mark.parametrize("numba_on", [False] + ([True] if _numba.available() else []))
 @pytest.mark.parametrize("name,kw", CONFIGS)
 @given(seed=st.integers(0, 2**16), steps=st.integers(1, 30))
 def test_trajectory_matches_torch(name, kw, seed, steps, numba_on):
     """(Without numba, Adam steps its tensors together in one flat buffer: Adam._update_flat.)"""
-    previous = _numba.set_enabled(numba_on)
-    try:
+    with _numba_enabled(numba_on):
         _trajectory_matches_torch(name, kw, seed, steps)
-    finally:
-        _numba.set_enabled(previous)
 
 
 def _trajectory_matches_torch(name, kw, seed, steps):
@@ -97,8 +105,7 @@ def test_adam_flat_path_is_bit_exact(cls, kw, dtype):
               for k, v in p0.items()} for _ in range(9)]
     for g in grads:
         g.pop("v")
-    previous = _numba.set_enabled(False)
-    try:
+    with _numba_enabled(False):
         params = {k: v.copy(order="K") for k, v in p0.items()}        # (K: w keeps its channels-last memory)
         ref = {k: v.copy(order="K") for k, v in p0.items()}
         assert not params["w"].flags.c_contiguous
@@ -117,8 +124,6 @@ def test_adam_flat_path_is_bit_exact(cls, kw, dtype):
         for k in ("w", "b"):
             for key, flat in (("exp_avg", opt._flat["m"]), ("exp_avg_sq", opt._flat["v"])):
                 assert np.shares_memory(opt.state[k][key], flat)
-    finally:
-        _numba.set_enabled(previous)
 
 
 @given(shapes=st.lists(st.lists(st.integers(0, 5), min_size=0, max_size=3), min_size=2, max_size=6),
@@ -131,8 +136,7 @@ def test_adam_flat_path_is_bit_exact_on_any_shapes(shapes, seed, adamw):
     p0 = {f"p{i}": rng.standard_normal(shape).astype(np.float32) for i, shape in enumerate(shapes)}
     grads = [{k: rng.standard_normal(v.shape).astype(np.float32) for k, v in p0.items()} for _ in range(3)]
     oracle_cls = type("OneAtATime" + cls.__name__, (_OneAtATime, cls), {})
-    previous = _numba.set_enabled(False)
-    try:
+    with _numba_enabled(False):
         params, ref = {k: v.copy() for k, v in p0.items()}, {k: v.copy() for k, v in p0.items()}
         opt, oracle = cls(lr=1e-2, weight_decay=0.1), oracle_cls(lr=1e-2, weight_decay=0.1)
         for g in grads:
@@ -142,15 +146,12 @@ def test_adam_flat_path_is_bit_exact_on_any_shapes(shapes, seed, adamw):
         for k in p0:
             np.testing.assert_array_equal(params[k], ref[k])
             assert params[k].shape == p0[k].shape
-    finally:
-        _numba.set_enabled(previous)
 
 
 def test_adam_flat_path_steps_aside_where_it_does_not_apply():
     """amsgrad, mixed dtypes, tensors at different step counts and one tensor alone go one at a time."""
     rng = np.random.default_rng(8)
-    previous = _numba.set_enabled(False)
-    try:
+    with _numba_enabled(False):
         for opt, params in [(optim.Adam(amsgrad=True), {"a": rng.standard_normal(3), "b": rng.standard_normal(2)}),
                             (optim.Adam(), {"a": rng.standard_normal(3),
                                             "b": rng.standard_normal(2).astype(np.float32)}),
@@ -164,8 +165,6 @@ def test_adam_flat_path_steps_aside_where_it_does_not_apply():
         opt.step(params, {"a": np.ones(3), "b": np.ones(2)})
         opt.step(params, {"a": np.ones(3), "b": np.ones(2)})      # (3, 2) then (4, 3): still apart
         assert opt._flat is None
-    finally:
-        _numba.set_enabled(previous)
 
 
 def test_step_rejects_unknown_and_misshapen_grads():
