@@ -252,6 +252,28 @@ def _check_relu_and_gate(ops, x, dy, s, dtype):
         np.testing.assert_array_equal(ops.relu_backward(b, y), np.where(y > 0, b, b * dtype(0)))
 
 
+@given(m=st.integers(1, 300), n=st.integers(1, 300), order=st.sampled_from("CF"),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
+def test_matmul_is_the_gemm_where_k_is_1(m, n, order, dtype, seed):
+    """ops.matmul computes a K = 1 product as a * b (+ 0): the same bits as BLAS's GEMM, signed zeros
+    (+0 where a * b is -0), inf, NaN and overflow included; other K go to the GEMM itself."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((m, 1)).astype(dtype)
+    b = rng.standard_normal((1, n)).astype(dtype)
+    a[rng.random(m) < 0.3] = 0.0                       # +0 times a negative b: a -0 product
+    b[:, rng.random(n) < 0.3] = -0.0
+    specials = np.array([np.inf, -np.inf, np.nan, 1e300, -1e-300], dtype=np.float64)  # (1e300: overflow)
+    with np.errstate(all="ignore"):
+        a.flat[rng.integers(0, m, 2)] = rng.choice(specials, 2)
+        b.flat[rng.integers(0, n, 2)] = rng.choice(specials, 2)
+        a, b = np.asarray(a, order=order), np.asarray(b, order=order)
+        got, want = minigan.ops.matmul(a, b), a @ b
+        assert got.tobytes() == want.tobytes() and got.shape == want.shape and got.dtype == want.dtype
+        assert not np.any((got == 0) & np.signbit(got))                    # +0, never -0
+        x, y = rng.standard_normal((m, 2)).astype(dtype), rng.standard_normal((2, n)).astype(dtype)
+        assert minigan.ops.matmul(x, y).tobytes() == (x @ y).tobytes()     # K = 2: the GEMM
+
+
 def test_results_do_not_alias_the_column_scratch(cpu_kernels):
     """The convolutions reuse one scratch buffer for their column matrices; nothing they return
     (outputs, input gradients, parameter gradients, tapes) may live in it: a second pass through

@@ -33,6 +33,8 @@ MUTANTS = [
     ("conv tangent loses conv(x, W_dot)", "minigan/ops/conv.py",
      "None if w_dot is None else conv2d_forward(x, w_dot, None, stride, pads, dilation)[0])", "None)",
      ["tests/test_second_order.py"]),
+    ("K = 1 product gives -0 where a GEMM gives +0", "minigan/ops/__init__.py",
+     "        out += 0\n", "", ["tests/test_layers.py", "-k", "matmul"]),
     ("normalize backward: dmean over M - 1", "minigan/ops/norm.py",
      "    dx += dmean / m\n", "    dx += dmean / (m - 1)\n", ["tests/test_layers.py"]),
     ("BatchNorm running variance biased", "minigan/ops/norm.py",

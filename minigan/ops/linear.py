@@ -1,10 +1,10 @@
 """Affine map. Reference: torch.nn.functional.linear."""
-from . import accurate_sum, add, check_dout, with_bias
+from . import accurate_sum, add, check_dout, matmul, with_bias
 
 
 def linear_forward(x, weight, bias=None):
     """y = x W^T + b.    x (N, I), W (O, I), b (O,) or None -> y (N, O)"""
-    y = x @ weight.T
+    y = matmul(x, weight.T)
     if bias is not None:
         y += bias
     return y, (x, weight, bias is not None)
@@ -18,10 +18,10 @@ def linear_backward(dy, cache, param_grads=True, input_grad=True):
     """
     x, weight, has_bias = cache
     check_dout("linear_backward", dy, (x.shape[0], weight.shape[0]))
-    dx = dy @ weight if input_grad else None           # (N, I)
+    dx = matmul(dy, weight) if input_grad else None    # (N, I)
     if not param_grads:
         return dx, None, None
-    dweight = dy.T @ x                                 # (O, I)
+    dweight = matmul(dy.T, x)                          # (O, I)
     dbias = accurate_sum(dy, 0) if has_bias else None       # (O,)
     return dx, dweight, dbias
 
