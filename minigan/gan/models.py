@@ -166,7 +166,7 @@ PRESETS = {
     # 142 s at 16k on a 2-core machine without AVX-512, past the 2 minutes).  10k steps, decaying to a
     # quarter over them (0.9998613802^10000 = 0.25; session 27): 100.0 +- 0.0 % on 10 seeds truncated (worst
     # 99.9), 97.1 +- 0.5 untruncated (12k: 97.3), and 17 % less time: that machine ran a step in 8-10.5 ms as
-    # its load varied, which put the 12k job at 105-135 s)
+    # its load varied, so the 12k job took 104-126 s (~135 s at 10.5 ms); 10k took 88 s)
     "ring8": Preset(_mixture_nets, dict(
         data="ring8", z_dim=16, width=128, steps=10000, batch_size=256, lr_g=1e-3, lr_d=1e-3, objective="hinge",
         lr_schedule="exponential", lr_gamma=0.9998613802, penalty="wgan_gp", penalty_weight=0.1, penalty_every=8,
