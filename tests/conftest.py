@@ -1,4 +1,5 @@
 """Shared test helpers: backends, the PyTorch twin of a minigan net, tolerances, shared data."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -84,16 +85,24 @@ def run_minigan(*args, cwd=None, timeout=600, env=None):
                           timeout=timeout, cwd=cwd, env=env)
 
 
+@contextlib.contextmanager
+def kernels_enabled(kernels, flag):
+    """A module of fast twins (ops._numba, ops._cupy) switched on or off inside the block; its own
+    setting is restored after."""
+    previous = kernels.set_enabled(flag)
+    try:
+        yield
+    finally:
+        kernels.set_enabled(previous)
+
+
 def twin_and_plain(kernels, fn, *args):
     """fn(*args) with a module of fast twins switched on (ops._numba, ops._cupy), then with it off
     (the plain path, their oracle) -> (fast, plain); the module's own setting is restored."""
-    previous = kernels.set_enabled(True)
-    try:
+    with kernels_enabled(kernels, True):
         fast = fn(*args)
-        kernels.set_enabled(False)
+    with kernels_enabled(kernels, False):
         plain = fn(*args)
-    finally:
-        kernels.set_enabled(previous)
     return fast, plain
 
 

@@ -1,5 +1,4 @@
 """Optimizer trajectories against torch.optim (float64, <= 1e-12), schedules, clipping, L1/L2."""
-import contextlib
 import math
 
 import numpy as np
@@ -12,7 +11,7 @@ import minigan
 from minigan import optim
 from minigan.ops import _numba
 
-from conftest import assert_rel
+from conftest import assert_rel, kernels_enabled
 
 CONFIGS = [
     ("SGD", dict(lr=0.1)),
@@ -28,22 +27,12 @@ CONFIGS = [
 ]
 
 
-@contextlib.contextmanager
-def _numba_enabled(flag):
-    """The numba kernels on or off inside the block (without numba, Adam takes its flat path)."""
-    previous = _numba.set_enabled(flag)
-    try:
-        yield
-    finally:
-        _numba.set_enabled(previous)
-
-
 @pytest.mark.parametrize("numba_on", [False] + ([True] if _numba.available() else []))
 @pytest.mark.parametrize("name,kw", CONFIGS)
 @given(seed=st.integers(0, 2**16), steps=st.integers(1, 30))
 def test_trajectory_matches_torch(name, kw, seed, steps, numba_on):
     """(Without numba, Adam steps its tensors together in one flat buffer: Adam._update_flat.)"""
-    with _numba_enabled(numba_on):
+    with kernels_enabled(_numba, numba_on):
         _trajectory_matches_torch(name, kw, seed, steps)
 
 
@@ -105,7 +94,7 @@ def test_adam_flat_path_is_bit_exact(cls, kw, dtype):
               for k, v in p0.items()} for _ in range(9)]
     for g in grads:
         g.pop("v")
-    with _numba_enabled(False):
+    with kernels_enabled(_numba, False):
         params = {k: v.copy(order="K") for k, v in p0.items()}        # (K: w keeps its channels-last memory)
         ref = {k: v.copy(order="K") for k, v in p0.items()}
         assert not params["w"].flags.c_contiguous
@@ -136,7 +125,7 @@ def test_adam_flat_path_is_bit_exact_on_any_shapes(shapes, seed, adamw):
     p0 = {f"p{i}": rng.standard_normal(shape).astype(np.float32) for i, shape in enumerate(shapes)}
     grads = [{k: rng.standard_normal(v.shape).astype(np.float32) for k, v in p0.items()} for _ in range(3)]
     oracle_cls = type("OneAtATime" + cls.__name__, (_OneAtATime, cls), {})
-    with _numba_enabled(False):
+    with kernels_enabled(_numba, False):
         params, ref = {k: v.copy() for k, v in p0.items()}, {k: v.copy() for k, v in p0.items()}
         opt, oracle = cls(lr=1e-2, weight_decay=0.1), oracle_cls(lr=1e-2, weight_decay=0.1)
         for g in grads:
@@ -151,7 +140,7 @@ def test_adam_flat_path_is_bit_exact_on_any_shapes(shapes, seed, adamw):
 def test_adam_flat_path_steps_aside_where_it_does_not_apply():
     """amsgrad, mixed dtypes, tensors at different step counts and one tensor alone go one at a time."""
     rng = np.random.default_rng(8)
-    with _numba_enabled(False):
+    with kernels_enabled(_numba, False):
         for opt, params in [(optim.Adam(amsgrad=True), {"a": rng.standard_normal(3), "b": rng.standard_normal(2)}),
                             (optim.Adam(), {"a": rng.standard_normal(3),
                                             "b": rng.standard_normal(2).astype(np.float32)}),
