@@ -4,6 +4,7 @@
 ``net.parameters()``) in place; ``grads`` has the same keys (a missing key skips that parameter,
 as a ``None`` grad does in torch).  Optimizers never compute gradients.
 """
+import itertools
 import math
 
 import numpy as np
@@ -212,8 +213,7 @@ class Adam(Optimizer):
     def _flat_buffers(self, items, names):
         """Flat m, v, gradient and scratch for ``items``; each tensor's moments copied in, then replaced
         in its state by the view of its slice."""
-        sizes = [p.size for _, p, _, _ in items]
-        bounds = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+        bounds = [0, *itertools.accumulate(p.size for _, p, _, _ in items)]
         dtype = items[0][1].dtype
         buf = {"names": names, "bounds": bounds,
                **{k: np.empty(bounds[-1], dtype) for k in ("m", "v", "g", "tmp")}}
