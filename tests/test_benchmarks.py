@@ -4,7 +4,7 @@ import sys
 
 import numpy as np
 
-from conftest import shared_data
+from conftest import kernels_enabled, shared_data
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
 import gan_step  # noqa: E402
@@ -144,9 +144,6 @@ def test_quality_header_names_the_backend_only_under_cupy(monkeypatch):
     assert quality.backend_note() == ""
     monkeypatch.setenv("MINIGAN_BACKEND", "cupy")
     monkeypatch.setitem(sys.modules, "cupy", None)          # (import cupy fails, as on a machine without it)
-    previous = _cupy.set_enabled(False)
-    try:
+    with kernels_enabled(_cupy, False):
         assert quality.backend_note() == (" Backend cupy (MINIGAN_BACKEND) on a CUDA GPU (name not read: "
                                           "ModuleNotFoundError), fused CuPy kernels off.")
-    finally:
-        _cupy.set_enabled(previous)

@@ -14,7 +14,7 @@ import minigan
 from minigan.gradcheck import rel_error
 from minigan.ops import _numba, activations, conv, norm
 
-from conftest import assert_rel, twin_and_plain
+from conftest import assert_rel, kernels_enabled, twin_and_plain
 
 pytestmark = pytest.mark.skipif(not _numba.available(), reason="numba is not installed (pip install 'minigan[fast]')")
 TOL = {np.float64: 1e-12, np.float32: 1e-5}
@@ -156,15 +156,14 @@ def test_kernels_really_run_in_a_gan_step():
             return _fn(*a)
         setattr(kernels, name, counting)
     try:
-        previous = _numba.set_enabled(True)
-        net = minigan.Sequential(minigan.ConvTranspose2d(4, 16, 4, 2, 1, bias=False), minigan.BatchNorm2d(16),
-                                 minigan.LeakyReLU(0.2), minigan.Conv2d(16, 2, 4, 2, 1), dtype=np.float32, seed=0)
-        x = np.random.default_rng(0).standard_normal((3, 4, 4, 4)).astype(np.float32)
-        y, tape = net.forward(x, train=True)
-        _, grads = net.backward(np.ones_like(y), tape)
-        minigan.Adam().step(net.parameters(), grads)
+        with kernels_enabled(_numba, True):
+            net = minigan.Sequential(minigan.ConvTranspose2d(4, 16, 4, 2, 1, bias=False), minigan.BatchNorm2d(16),
+                                     minigan.LeakyReLU(0.2), minigan.Conv2d(16, 2, 4, 2, 1), dtype=np.float32, seed=0)
+            x = np.random.default_rng(0).standard_normal((3, 4, 4, 4)).astype(np.float32)
+            y, tape = net.forward(x, train=True)
+            _, grads = net.backward(np.ones_like(y), tape)
+            minigan.Adam().step(net.parameters(), grads)
     finally:
-        _numba.set_enabled(previous)
         for name, fn in wrapped.items():
             setattr(kernels, name, fn)
     # convT: forward col2im, backward im2col; conv: forward im2col, backward col2im and im2col again (dW)
