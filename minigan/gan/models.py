@@ -166,11 +166,15 @@ PRESETS = {
     # 142 s at 16k on a 2-core machine without AVX-512, past the issue's 2 minutes).  10k steps, decaying to a
     # quarter over them (0.9998613802^10000 = 0.25; session 27): 100.0 +- 0.0 % on 10 seeds truncated (worst
     # 99.9), 97.1 +- 0.5 untruncated (12k: 97.3), and 17 % less time: that machine ran a step in 8-10.5 ms as
-    # its load varied, so the 12k job took 104-126 s (~135 s at 10.5 ms); 10k took 88 s)
+    # its load varied, so the 12k job took 104-126 s (~135 s at 10.5 ms); 10k took 88 s).  Truncation 0.1 since
+    # session 28: a slow seed (3004 of ten unseen ones) ended the 10k steps with 5.5 % of its samples on bridges,
+    # more than the 5 % redrawn, and scored 98.9 % (99.98 at 0.08 and 0.1); over 30 runs of the 10k recipe
+    # (4 x 2,500 samples each) the worst is 98.99 / 99.93 / 99.96 % at q = 0.05 / 0.08 / 0.1, the reverse KL
+    # <= 0.004 / 0.004 / 0.005; the margin covers a seed with nearly twice 3004's bridges (training is unchanged)
     "ring8": Preset(_mixture_nets, dict(
         data="ring8", z_dim=16, width=128, steps=10000, batch_size=256, lr_g=1e-3, lr_d=1e-3, objective="hinge",
         lr_schedule="exponential", lr_gamma=0.9998613802, penalty="wgan_gp", penalty_weight=0.1, penalty_every=8,
-        truncate=0.05, betas_g=[0.5, 0.9], betas_d=[0.5, 0.9], ema=0.9995, eval_every=1000, eval_samples=2500,
+        truncate=0.1, betas_g=[0.5, 0.9], betas_d=[0.5, 0.9], ema=0.9995, eval_every=1000, eval_samples=2500,
         sample_every=2000, checkpoint_every=2000), "8 Gaussians on the unit circle (std 0.01), MLP G and D"),
     # grid25's: ring8's recipe (betas (0.5, 0.9), EMA 0.9995, lr 1e-3 decaying to a quarter) with 128 wide
     # nets over 40k steps; the 256 wide nets of session 5 took 20k steps to find the modes and reached
