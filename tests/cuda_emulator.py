@@ -48,10 +48,13 @@ def library(dtype):
     key = hashlib.sha256(src.encode()).hexdigest()[:16]
     if key not in _libs:
         d = Path(tempfile.mkdtemp(prefix="minigan_cuda_emu_"))
-        (d / "k.cpp").write_text(src)
-        subprocess.run([compiler(), "-O1", "-std=c++14", "-ffp-contract=off", "-fPIC", "-shared",
-                        "-o", str(d / "k.so"), str(d / "k.cpp")], check=True, capture_output=True, text=True)
-        _libs[key] = ctypes.CDLL(str(d / "k.so"))
+        try:
+            (d / "k.cpp").write_text(src)
+            subprocess.run([compiler(), "-O1", "-std=c++14", "-ffp-contract=off", "-fPIC", "-shared",
+                            "-o", str(d / "k.so"), str(d / "k.cpp")], check=True, capture_output=True, text=True)
+            _libs[key] = ctypes.CDLL(str(d / "k.so"))
+        finally:         # a loaded library stays mapped: its folder goes at once (each test process left one)
+            shutil.rmtree(d, ignore_errors=True)
     return _libs[key]
 
 
