@@ -207,11 +207,11 @@ def test_evaluate_reports_the_untruncated_sampler_beside(ring8):
     x = t.sample(2500, seed=5, truncate=0)
     from minigan.metrics.mixtures import mode_coverage
     assert m["untruncated"]["hq_fraction"] == mode_coverage(x, t.mixture.centers, t.mixture.std)["hq_fraction"]
-    t.recipe["truncate"] = 0.0
+    q, t.recipe["truncate"] = t.recipe["truncate"], 0.0
     try:
         plain = evaluate(t, seed=5)
     finally:
-        t.recipe["truncate"] = 0.1
+        t.recipe["truncate"] = q
     assert "untruncated" not in plain and "truncate" not in plain
     assert {k: plain[k] for k in ("modes", "hq_fraction", "reverse_kl")} == m["untruncated"]
 
