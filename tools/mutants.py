@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # (name, file, old, new, tests that must fail)
 MUTANTS = [
     ("linear tangent loses dy W_dot", "minigan/ops/linear.py",
-     "None if w_dot is None else dy @ w_dot)", "None)", ["tests/test_second_order.py"]),
+     "None if w_dot is None else matmul(dy, w_dot))", "None)", ["tests/test_second_order.py"]),
     ("conv tangent loses conv(x, W_dot)", "minigan/ops/conv.py",
      "None if w_dot is None else conv2d_forward(x, w_dot, None, stride, pads, dilation)[0])", "None)",
      ["tests/test_second_order.py"]),

@@ -29,7 +29,8 @@ def linear_backward(dy, cache, param_grads=True, input_grad=True):
 def linear_jvp(x_dot, w_dot, b_dot, cache):
     """y_dot = x_dot W^T + x W_dot^T + b_dot   (the product rule; None tangents are zero)."""
     x, weight, _ = cache
-    y_dot = add(None if x_dot is None else x_dot @ weight.T, None if w_dot is None else x @ w_dot.T)
+    y_dot = add(None if x_dot is None else matmul(x_dot, weight.T),
+                None if w_dot is None else matmul(x, w_dot.T))
     return with_bias(y_dot, b_dot, (x.shape[0], weight.shape[0]), 1)
 
 
@@ -40,8 +41,10 @@ def linear_backward_jvp(dy, dy_dot, x_dot, w_dot, cache, param_grads=True, input
     x, weight, has_bias = cache
     dx_dot = dw_dot = db_dot = None
     if input_grad:
-        dx_dot = add(None if dy_dot is None else dy_dot @ weight, None if w_dot is None else dy @ w_dot)
+        dx_dot = add(None if dy_dot is None else matmul(dy_dot, weight),
+                     None if w_dot is None else matmul(dy, w_dot))
     if param_grads:
-        dw_dot = add(None if dy_dot is None else dy_dot.T @ x, None if x_dot is None else dy.T @ x_dot)
+        dw_dot = add(None if dy_dot is None else matmul(dy_dot.T, x),
+                     None if x_dot is None else matmul(dy.T, x_dot))
         db_dot = accurate_sum(dy_dot, 0) if has_bias and dy_dot is not None else None
     return dx_dot, dw_dot, db_dot
