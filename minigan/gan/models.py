@@ -181,6 +181,8 @@ PRESETS = {
     # ~88 % high quality (benchmarks/quality.md); Jacobian truncation as ring8's (96.8 -> 99.8 % on 10 runs).
     # 40k steps stay: 30k (decaying to a quarter over them) met the goal on 10 seeds at one BLAS thread (99.5 +- 0.5 %,
     # worst 98.2) but left seed 0 with 22 of 25 modes when run as a user runs it (two BLAS threads; session 24)
+    # Not robust yet: of ten seeds no session had seen (5000-5009, two BLAS threads, session 29), 5005 ended
+    # with 24 of 25 modes (KL 0.046) and 5007 found its 25th only at 28k (benchmarks/quality.md)
     "grid25": Preset(_mixture_nets, dict(
         data="grid25", z_dim=16, width=128, steps=40000, batch_size=256, lr_g=1e-3, lr_d=1e-3, objective="hinge",
         lr_schedule="exponential", lr_gamma=0.99996534, truncate=0.05,
