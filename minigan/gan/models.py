@@ -184,7 +184,8 @@ PRESETS = {
     # nothing gives G a slope toward an empty mode.  ring8's light WGAN-GP (lambda 0.1, every 8th D step)
     # asks for that slope: all 25 modes by 8k on those ten seeds (40k steps: 10 of 10, 99.9 +- 0.1 %), so
     # the run is 30k steps, decaying to a quarter over them (0.9999537913^30000 = 0.25; session 30): 10 of 10
-    # there, 99.9 +- 0.1 % (96.6 +- 0.4 untruncated), all 25 modes by 10k, 239-265 s a run (2 cores, AVX2)
+    # there, 99.9 +- 0.1 % (96.6 +- 0.4 untruncated), all 25 modes by 10k, 239-265 s a run (2 cores, AVX2);
+    # 30k without the penalty had left seed 0 with 22 of 25 modes (two BLAS threads, session 24)
     "grid25": Preset(_mixture_nets, dict(
         data="grid25", z_dim=16, width=128, steps=30000, batch_size=256, lr_g=1e-3, lr_d=1e-3, objective="hinge",
         lr_schedule="exponential", lr_gamma=0.9999537913, penalty="wgan_gp", penalty_weight=0.1, penalty_every=8,
