@@ -18,7 +18,7 @@ Where an array lives does not change arithmetic: runs train bit for bit as witho
 The settings are process-wide, so the library never applies them on import: ``minigan train``,
 ``sample`` and ``eval`` do (the CLI is the process), and a program of your own may call
 ``tune_malloc()``.  Nothing is changed when MINIGAN_TUNE_MALLOC=0, when the environment already
-tunes malloc (a MALLOC_*_ variable or GLIBC_TUNABLES: your choice wins), or off glibc (macOS,
+tunes malloc (a MALLOC_* variable or GLIBC_TUNABLES: your choice wins), or off glibc (macOS,
 Windows, musl), where the call returns False.
 """
 import ctypes
@@ -31,8 +31,8 @@ SWITCH = "MINIGAN_TUNE_MALLOC"
 
 
 def _user_tuned(environ):
-    """Whether the environment already sets glibc's malloc parameters (MALLOC_TOP_PAD_ and friends)."""
-    return "GLIBC_TUNABLES" in environ or any(k.startswith("MALLOC_") and k.endswith("_") for k in environ)
+    """Whether the environment already sets glibc's malloc parameters (MALLOC_TOP_PAD_, MALLOC_ARENA_MAX, ...)."""
+    return "GLIBC_TUNABLES" in environ or any(k.startswith("MALLOC_") for k in environ)
 
 
 def tune_malloc(environ=None):

@@ -5,6 +5,7 @@ import os
 import platform
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -56,7 +57,7 @@ def test_tuned_malloc_takes_no_page_faults_a_step_and_trains_bit_for_bit():
 
 
 @pytest.mark.parametrize("environ", [{SWITCH: "0"}, {SWITCH: " 0 "}, {"MALLOC_TOP_PAD_": "0"},
-                                     {"MALLOC_ARENA_MAX_": "2"}, {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=0"}])
+                                     {"MALLOC_ARENA_MAX": "2"}, {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=0"}])
 def test_switched_off_or_tuned_by_the_environment_changes_nothing(environ, monkeypatch):
     monkeypatch.setattr(allocator.ctypes, "CDLL", lambda *a: pytest.fail("mallopt must not be called"))
     assert tune_malloc(environ) is False
@@ -71,13 +72,11 @@ def test_other_c_libraries_are_left_alone(monkeypatch):
 def test_each_setting_is_passed_to_mallopt(monkeypatch):
     calls = []
 
-    class Libc:
-        class mallopt:                                    # a stand-in with ctypes' attributes
-            def __new__(cls, param, value):
-                calls.append((param, value))
-                return 1
+    def mallopt(param, value):                            # a stand-in for libc's, which returns 1 on success
+        calls.append((param, value))
+        return 1
     monkeypatch.setattr(allocator.platform, "libc_ver", lambda: ("glibc", "2.36"))
-    monkeypatch.setattr(allocator.ctypes, "CDLL", lambda *a: Libc)
+    monkeypatch.setattr(allocator.ctypes, "CDLL", lambda *a: types.SimpleNamespace(mallopt=mallopt))
     assert tune_malloc({}) is True
     assert calls == [(-3, 32 << 20), (-1, 256 << 20), (-2, 64 << 20)]
 
