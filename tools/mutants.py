@@ -112,6 +112,8 @@ MUTANTS = [
     ("collapse warning at every early zero", "minigan/gan/trainer.py",
      'if m["hq_fraction"] == 0 and peak is not None and peak[1] > 0:', 'if m["hq_fraction"] == 0:',
      ["tests/test_trainer.py", "-k", "collapse"]),
+    ("malloc tuning ignores MINIGAN_TUNE_MALLOC=0", "minigan/allocator.py",
+     'if flag == "0" or _user_tuned(environ)', "if _user_tuned(environ)", ["tests/test_allocator.py"]),
 ]
 
 # The fused CuPy kernels' CUDA source (ops/_cupy.py), caught by its CPU emulation (tests/cuda_emulator.py),
