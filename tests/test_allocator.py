@@ -39,8 +39,8 @@ print(json.dumps({"applied": applied, "faults": faults, "digest": h.hexdigest()}
 
 
 def _run(mode):
-    env = {k: v for k, v in os.environ.items() if not (k.startswith("MALLOC_") or k == "GLIBC_TUNABLES")}
-    env.pop(SWITCH, None)
+    # neither the switch nor the user's own malloc settings (the variables tune_malloc defers to) reach the child
+    env = {k: v for k, v in os.environ.items() if k != SWITCH and not allocator._user_tuned({k: v})}
     out = subprocess.run([sys.executable, "-c", SCRIPT, mode], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
