@@ -71,6 +71,29 @@ def conv_case(draw):
 
 
 @st.composite
+def conv_output_side_case(draw):
+    """Stride-1 convolutions with at most half as many output channels as input ones and at least
+    half-'same' padding: the geometry minigan runs as a transposed convolution of the flipped
+    kernel (ops/conv.py, _output_side; tests/test_conv_reference.py checks every draw takes it)."""
+    cin, n = draw(st.integers(2, 6)), draw(st.integers(1, 2))
+    cout = draw(st.integers(1, cin // 2))
+    k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    d = (draw(small), draw(small))
+    reach = [dd * (kk - 1) for dd, kk in zip(d, k)]
+    if all(r % 2 == 0 for r in reach) and draw(st.booleans()):
+        padding = "same"
+        pads = [(r // 2, r // 2) for r in reach]
+    else:
+        padding = tuple(draw(st.integers((r + 1) // 2, r)) for r in reach)
+        pads = [(pp, pp) for pp in padding]
+    kernel = k if draw(st.booleans()) or k[0] != k[1] else k[0]
+    bias = draw(st.booleans())
+    h, w = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    return Case(nn.Conv2d(cin, cout, kernel, 1, padding, d, bias=bias), (n, cin, h, w),
+                lambda: tnn.Conv2d(cin, cout, kernel, 1, padding, d, bias=bias))
+
+
+@st.composite
 def conv_transpose_case(draw):
     cin, cout, n = draw(small), draw(small), draw(st.integers(1, 2))
     k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
@@ -186,7 +209,8 @@ def shape_case(draw):
 
 
 ALL_CASES = {
-    "linear": linear_case(), "conv": conv_case(), "conv_transpose": conv_transpose_case(),
+    "linear": linear_case(), "conv": conv_case(), "conv_output_side": conv_output_side_case(),
+    "conv_transpose": conv_transpose_case(),
     "batch_norm": batch_norm_case(), "layer_norm": layer_norm_case(), "avg_pool": avg_pool_case(),
     "upsample": upsample_case(), "activation": activation_case(), "residual": residual_case(),
     "shape": shape_case(),

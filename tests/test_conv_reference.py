@@ -62,3 +62,52 @@ def test_reference_is_the_formula_on_a_hand_case():
     lhs = (conv.conv2d_reference(x, w, None, (1, 1), ((0, 0), (0, 0)), (1, 1)) * y).sum()
     rhs = (x * conv.conv_transpose2d_reference(y, w, None, (1, 1), (0, 0), (1, 1), (0, 0))).sum()
     assert abs(lhs - rhs) < 1e-12
+
+
+@given(data=st.data())
+def test_output_side_conv_is_taken_and_matches_the_input_side(data, cpu_kernels, monkeypatch):
+    """conv_output_side draws (tests/strategies.py) run as a transposed convolution of the flipped
+    kernel (conv._output_side); the layer tests check them against finite differences and torch.
+    Here: every draw does take that path (else those tests would prove the GEMM path twice), its
+    output equals the index-form loops, and its backward and both tangents equal the input-side
+    path's (the one conv_case proves), to rounding."""
+    from strategies import conv_output_side_case
+    case = data.draw(conv_output_side_case())
+    layer = case.layers
+    rng = np.random.default_rng(4)
+    net = minigan.Sequential(layer, dtype=np.float64, seed=0)
+    x = rng.standard_normal(case.shape)
+    params = net.parameters()
+    weight, b = params["0.weight"], params.get("0.bias")
+    y_ref = conv.conv2d_reference(x, weight, b, layer.stride, layer.pads, layer.dilation)
+    assert conv._output_side(x.shape, weight.shape, layer.stride, layer.pads, layer.dilation, y_ref.shape[2:])
+    dy, x_dot, dy_dot = (rng.standard_normal(s) for s in (y_ref.shape, x.shape, y_ref.shape))
+    p_dot = {k: rng.standard_normal(p.shape) for k, p in params.items()}
+
+    def run():
+        y, tape = net.forward(x, train=True)
+        dx, grads = net.backward(dy, tape)
+        y_dot, ttape = net.jvp(tape, x_dot, p_dot)
+        dx_dot, grads_dot = net.backward_jvp(dy, tape, ttape, dy_dot)
+        return [y, dx, y_dot, dx_dot] + [grads[k] for k in params] + [grads_dot[k] for k in params]
+
+    output_side = run()
+    np.testing.assert_allclose(output_side[0], y_ref, rtol=1e-12, atol=1e-12)
+    with monkeypatch.context() as m:          # (undone before hypothesis's next draw)
+        m.setattr(conv, "_output_side", lambda *a: False)
+        input_side = run()
+    for name, a, b_ in zip(["y", "dx", "y_dot", "dx_dot"] + [f"d{k}" for k in params] + [f"d{k}_dot" for k in params],
+                           output_side, input_side):
+        np.testing.assert_allclose(a, b_, rtol=1e-11, atol=1e-11, err_msg=name)
+
+
+def test_output_side_is_chosen_only_where_it_applies():
+    """stride 1, symmetric padding within the kernel's reach, no more multiply-adds, 2 O <= C."""
+    s1, same, d1 = (1, 1), ((1, 1), (1, 1)), (1, 1)
+    assert conv._output_side((8, 64, 28, 28), (1, 64, 3, 3), s1, same, d1, (28, 28))     # dcgan-mnist's image conv
+    assert not conv._output_side((8, 64, 28, 28), (64, 64, 3, 3), s1, same, d1, (28, 28))   # as many out as in
+    assert not conv._output_side((8, 64, 28, 28), (1, 64, 3, 3), (2, 2), same, d1, (14, 14))  # strided
+    assert not conv._output_side((8, 64, 28, 28), (1, 64, 4, 4), s1, ((1, 2), (1, 2)), d1, (28, 28))  # asymmetric
+    assert not conv._output_side((8, 64, 28, 28), (1, 64, 3, 3), s1, ((3, 3), (3, 3)), d1, (32, 32))  # pad > reach
+    assert not conv._output_side((8, 256, 4, 4), (1, 256, 4, 4), s1, ((0, 0), (0, 0)), d1, (1, 1))  # 16x the MACs
+    assert not conv._output_side((8, 64, 28, 28), (40, 64, 3, 3), s1, same, d1, (28, 28))   # 2 O > C

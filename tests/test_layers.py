@@ -62,7 +62,7 @@ def test_torch_parity(kind, dtype, data, cpu_kernels):
 # the kinds whose nets can have parameters (the others have nothing to compare)
 WITH_PARAMS = sorted(set(ALL_CASES) - {"activation", "avg_pool", "upsample"})
 # the kinds drawn with (N, C, H, W) input
-FOUR_D = ["avg_pool", "batch_norm", "conv", "conv_transpose", "residual", "shape", "upsample"]
+FOUR_D = ["avg_pool", "batch_norm", "conv", "conv_output_side", "conv_transpose", "residual", "shape", "upsample"]
 
 
 @pytest.mark.parametrize("kind", WITH_PARAMS)

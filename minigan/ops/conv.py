@@ -285,6 +285,8 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation):
     o, _, kh, kw = weight.shape
     out_hw = (conv_out_size(h, kh, stride[0], *pads[0], dilation[0]),
               conv_out_size(w, kw, stride[1], *pads[1], dilation[1]))
+    if _output_side(x.shape, weight.shape, stride, pads, dilation, out_hw):      # e.g. a 64 -> 1 image conv
+        return _conv2d_forward_transposed(x, weight, bias, stride, pads, dilation, out_hw)
     xp, rows, k = get_xp(x), out_hw[0] * out_hw[1], kh * kw * c
     w2 = _weight_rows(weight)                                          # (O, KH*KW*C)
     y2 = xp.empty((n * rows, o), dtype=x.dtype)                        # (N*OH*OW, O)
@@ -313,6 +315,8 @@ def conv2d_backward(dy, cache, param_grads=True, input_grad=True):
     n, c, h, w = x.shape
     o = weight.shape[0]
     check_dout("conv2d_backward", dy, (n, o) + tuple(out_hw))
+    if _output_side(x.shape, weight.shape, stride, pads, dilation, out_hw):
+        return _conv2d_backward_transposed(dy, cache, param_grads, input_grad)
     xp, rows, k = get_xp(dy), out_hw[0] * out_hw[1], kh * kw * c
     dy2 = nhwc(dy).reshape(-1, o)                                      # (N*OH*OW, O)
     dx = xp.empty((n, h, w, c), dtype=dy.dtype) if input_grad else None  # (N, H, W, C)
@@ -386,6 +390,58 @@ def conv_transpose2d_backward(dy, cache, param_grads=True, input_grad=True):
         return dx, None, None
     dbias = accurate_sum(dy, (0, 2, 3)) if has_bias else None
     return dx, _weight_from_rows(dw2, (ci, co, kh, kw)), dbias
+
+
+# ---------------------------------------------------------------- stride-1 conv, output side
+# A stride-1 convolution is the transposed convolution of the flipped, transposed kernel:
+#     conv2d(x, W, pad p, dilation d) = conv_transpose2d(x, W', padding d (K - 1) - p, dilation d),
+#     W'[c, o, i, j] = W[o, c, K-1-i, K-1-j]
+# (substitute i -> K-1-i in conv_transpose2d_forward's sum).  conv2d_forward's GEMM runs on the
+# input's windows, (N*OH*OW, KH*KW*C); conv_transpose2d_forward's on the output's, (N*H*W, KH*KW*O)
+# after one (N*H*W, C) x (C, KH*KW*O) product.  When O is much smaller than C (an image layer:
+# 64 channels -> 1 or 3, 3x3) the first is a GEMV over a column matrix KH*KW times the input
+# (dcgan-mnist's last conv: 231 MB for a batch of 128), the second reads the input once.  The same
+# holds for the backward: dx and dW then work on the windows of dy (KH*KW*O columns), not of x.
+# The results are the same sums in another order (float rounding apart).
+
+def _output_side(x_shape, w_shape, stride, pads, dilation, out_hw):
+    """True when conv2d should run as conv_transpose2d (above): stride 1, the same padding on both
+    sides of each axis and at most d (K - 1) of it, no more multiply-adds (H W <= OH OW: the
+    output-side GEMM has a row per input pixel; a 4x4 -> 1x1 conv would do 16 times the work) and
+    at most half as many output channels as input ones (2 O <= C: columns at most half the size)."""
+    (pt, pb), (pl, pr) = pads
+    o, c, kh, kw = w_shape
+    return (tuple(stride) == (1, 1) and pt == pb and pl == pr and pt <= dilation[0] * (kh - 1)
+            and pl <= dilation[1] * (kw - 1)
+            and x_shape[2] * x_shape[3] <= out_hw[0] * out_hw[1] and 2 * o <= c)
+
+
+def _flipped(weight):
+    """(A, B, KH, KW) -> (B, A, KH, KW) with both kernel axes reversed: W'[b, a, i, j] = W[a, b, K-1-i, K-1-j]."""
+    return get_xp(weight).ascontiguousarray(weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+
+
+def _transposed_geometry(w_shape, pads, dilation):
+    """conv_transpose2d's (stride, padding, dilation, output_padding) for the flipped kernel."""
+    kh, kw = w_shape[2:]
+    return (1, 1), (dilation[0] * (kh - 1) - pads[0][0], dilation[1] * (kw - 1) - pads[1][0]), tuple(dilation), (0, 0)
+
+
+def _conv2d_forward_transposed(x, weight, bias, stride, pads, dilation, out_hw):
+    """conv2d_forward through conv_transpose2d_forward on the flipped kernel; conv2d's cache."""
+    y, _ = conv_transpose2d_forward(x, _flipped(weight), bias, *_transposed_geometry(weight.shape, pads, dilation))
+    return y, (x, weight, bias is not None, tuple(weight.shape[2:]), stride, pads, dilation, out_hw)
+
+
+def _conv2d_backward_transposed(dy, cache, param_grads, input_grad):
+    """conv2d_backward through conv_transpose2d_backward on the flipped kernel: the same dx, and dW
+    flipped back (dW[o, c, i, j] = dW'[c, o, K-1-i, K-1-j])."""
+    x, weight, has_bias, kernel, _, pads, dilation, out_hw = cache
+    stride_t, padding_t, _, _ = _transposed_geometry(weight.shape, pads, dilation)
+    cache_t = (nhwc(x).reshape(-1, x.shape[1]), _flipped(weight), has_bias, x.shape, kernel, stride_t,
+               ((padding_t[0],) * 2, (padding_t[1],) * 2), dilation, out_hw)
+    dx, dw_t, db = conv_transpose2d_backward(dy, cache_t, param_grads, input_grad)
+    return dx, None if dw_t is None else _flipped(dw_t), db
 
 
 # ---------------------------------------------------------------- tangents
