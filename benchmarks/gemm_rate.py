@@ -83,7 +83,7 @@ class GemmRecorder:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backend", default="cupy", choices=["numpy", "cupy"])
-    ap.add_argument("--workload", default="dcgan32", choices=["dcgan32", "dcgan64"])
+    ap.add_argument("--workload", default="dcgan32", choices=["dcgan32", "dcgan64", "dcgan-mnist"])
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--tf32", action="store_true", help="cupy: allow TF32 (CUPY_TF32=1); default IEEE float32")
     ap.add_argument("--threads", type=int, help="threads for numpy's BLAS (default: the CPU count)")

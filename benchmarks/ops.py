@@ -54,6 +54,8 @@ def cases(batch):
         ("Conv2d 1->64 k4 s2 32x32", C(1, 64, 4, 2, 1, bias=False), (batch, 1, 32, 32), batch * 64 * 16 * 16 * 1 * 16),
         ("Conv2d 64->128 k4 s2 16x16", C(64, 128, 4, 2, 1, bias=False), (batch, 64, 16, 16), batch * 128 * 8 * 8 * 64 * 16),
         ("Conv2d 128->256 k4 s2 8x8", C(128, 256, 4, 2, 1, bias=False), (batch, 128, 8, 8), batch * 256 * 4 * 4 * 128 * 16),
+        # dcgan-mnist's image layer (stride 1, 64 -> 1): run as a transposed conv (ops/conv.py, _output_side)
+        ("Conv2d 64->1 k3 s1 p1 28x28", C(64, 1, 3, 1, 1), (batch, 64, 28, 28), batch * 1 * 28 * 28 * 64 * 9),
         ("ConvT 100->256 k4 s1 1x1", CT(100, 256, 4, 1, 0, bias=False), (batch, 100, 1, 1), batch * 100 * 256 * 16),
         ("ConvT 256->128 k4 s2 4x4", CT(256, 128, 4, 2, 1, bias=False), (batch, 256, 4, 4), batch * 256 * 16 * 128 * 16),
         ("ConvT 128->64 k4 s2 8x8", CT(128, 64, 4, 2, 1, bias=False), (batch, 128, 8, 8), batch * 128 * 64 * 64 * 16),

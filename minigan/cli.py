@@ -30,6 +30,7 @@ def layer_cases():
         ("Conv2d", "k(3,2) s(2,1) p(1,0) d(1,2)", C(2, 3, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)),
          (2, 2, 7, 6), True),
         ("Conv2d", "k4 padding='same' d2, no bias", C(2, 2, 4, padding="same", dilation=2, bias=False), (1, 2, 6, 5), True),
+        ("Conv2d", "k3 s1 p1 4->1 (as convT)", C(4, 1, 3, padding=1), (2, 4, 5, 5), True),     # ops/conv.py _output_side
         ("ConvTranspose2d", "k3 s2 p1 op1", CT(2, 3, 3, stride=2, padding=1, output_padding=1), (2, 2, 3, 4), True),
         ("ConvTranspose2d", "k(2,3) s(1,3) p(0,1) op(1,2) d(2,1)",
          CT(3, 2, (2, 3), stride=(1, 3), padding=(0, 1), output_padding=(1, 2), dilation=(2, 1)), (2, 3, 3, 3), True),
