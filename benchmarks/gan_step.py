@@ -1,7 +1,7 @@
 """One GAN training step (design.md: D on a real and a fake batch, G through the updated D,
 Adam 2e-4, betas (0.5, 0.999), float32), minigan against the identical PyTorch step, same run.
 
-    python benchmarks/gan_step.py --workload mlp|mixture|dcgan-mnist|dcgan32|dcgan64 [--backend numpy|cupy] [--batch B]
+    python benchmarks/gan_step.py --workload mlp|mixture|dcgan-mnist|resnet-mnist|dcgan32|dcgan64 [--backend numpy|cupy] [--batch B]
                                   [--repeats 7] [--no-memory] [--count-launches] [--tf32]
 
 Timing: the two libraries alternate ABBA (minigan, torch, torch, minigan, ...) so that neither
@@ -48,10 +48,10 @@ def workload(name):
         r = recipe_for("grid25")
         G, D = PRESETS["grid25"].build(r)
         return G, D, (r["z_dim"],), (2,), r["batch_size"]
-    if name == "dcgan-mnist":          # the preset's nets and batch (28x28, no BatchNorm in D), built by the preset
+    if name in ("dcgan-mnist", "resnet-mnist"):       # the preset's nets and batch, built by the preset
         from minigan.gan.models import PRESETS, recipe_for
-        r = recipe_for("dcgan-mnist")
-        G, D = PRESETS["dcgan-mnist"].build(r)
+        r = recipe_for(name)
+        G, D = PRESETS[name].build(r)
         return G, D, (r["z_dim"],), (1, 28, 28), r["batch_size"]
     if name in ("dcgan32", "dcgan64"):
         gch, dch, out_ch = ([256, 128, 64], [64, 128, 256], 1) if name == "dcgan32" else ([512, 256, 128, 64], [64, 128, 256, 512], 3)
@@ -65,7 +65,7 @@ def workload(name):
         D += [C(dch[-1], 1, 4, 1, 0, bias=False)]
         size = 32 if name == "dcgan32" else 64
         return G, D, (100, 1, 1), (out_ch, size, size), 64 if name == "dcgan32" else 128
-    raise SystemExit(f"unknown workload {name!r}; choose mlp, mixture, dcgan-mnist, dcgan32, dcgan64")
+    raise SystemExit(f"unknown workload {name!r}; choose mlp, mixture, dcgan-mnist, resnet-mnist, dcgan32, dcgan64")
 
 
 def build(name, backend, batch, seed=0):

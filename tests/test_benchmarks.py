@@ -3,6 +3,7 @@ import os
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import kernels_enabled, shared_data
 
@@ -46,11 +47,12 @@ def test_mixture_workload_is_ring8s_and_grid25s_nets():
     assert any(not np.array_equal(before[k], v) for k, v in G.parameters().items())
 
 
-def test_dcgan_mnist_workload_is_the_presets_nets():
-    """gan_step's ``dcgan-mnist`` times the nets, batch and image shape the preset trains."""
+@pytest.mark.parametrize("preset", ["dcgan-mnist", "resnet-mnist"])
+def test_mnist_workloads_are_the_presets_nets(preset):
+    """gan_step's ``dcgan-mnist`` / ``resnet-mnist`` time the nets, batch and image shape the preset trains."""
     from minigan.gan.trainer import Trainer
-    G, D, z, real, batch = gan_step.build("dcgan-mnist", "numpy", None)
-    t = Trainer("dcgan-mnist", seed=0, out_dir=None, data_dir=shared_data("mnist"))
+    G, D, z, real, batch = gan_step.build(preset, "numpy", None)
+    t = Trainer(preset, seed=0, out_dir=None, data_dir=shared_data("mnist"))
     assert repr(G) == repr(t.G) and repr(D) == repr(t.D)
     assert batch == t.recipe["batch_size"] and z.shape[1] == t.recipe["z_dim"] and real.shape[1:] == (1, 28, 28)
 
