@@ -43,16 +43,12 @@ def workload(name):
              minigan.Linear(1024, 784), minigan.Tanh()]
         D = [minigan.Linear(784, 512), L(0.2), minigan.Linear(512, 256), L(0.2), minigan.Linear(256, 1)]
         return G, D, (100,), (784,), 64
-    if name == "mixture":              # ring8's / grid25's nets and batch, built by the preset itself
+    if name in ("mixture", "dcgan-mnist", "resnet-mnist"):   # a preset's nets and batch, built by the preset
         from minigan.gan.models import PRESETS, recipe_for
-        r = recipe_for("grid25")
-        G, D = PRESETS["grid25"].build(r)
-        return G, D, (r["z_dim"],), (2,), r["batch_size"]
-    if name in ("dcgan-mnist", "resnet-mnist"):       # the preset's nets and batch, built by the preset
-        from minigan.gan.models import PRESETS, recipe_for
-        r = recipe_for(name)
-        G, D = PRESETS[name].build(r)
-        return G, D, (r["z_dim"],), (1, 28, 28), r["batch_size"]
+        preset = "grid25" if name == "mixture" else name      # (mixture: ring8's nets too)
+        r = recipe_for(preset)
+        G, D = PRESETS[preset].build(r)
+        return G, D, (r["z_dim"],), (2,) if name == "mixture" else (1, 28, 28), r["batch_size"]
     if name in ("dcgan32", "dcgan64"):
         gch, dch, out_ch = ([256, 128, 64], [64, 128, 256], 1) if name == "dcgan32" else ([512, 256, 128, 64], [64, 128, 256, 512], 3)
         G = [CT(100, gch[0], 4, 1, 0, bias=False), BN(gch[0]), minigan.ReLU()]
