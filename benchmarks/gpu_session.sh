@@ -17,7 +17,7 @@
 #                                              # penalties, optimizers, truncation, standing statistics,
 #                                              # GPU->CPU checkpoint; test_cupy_fused.py; bit-identical
 #                                              # resume), with the kernels on and off, gradcheck
-#     bash benchmarks/gpu_session.sh bench     # gan_step (3 workloads), gemm_rate, ops, penalty_step,
+#     bash benchmarks/gpu_session.sh bench     # gan_step (4 workloads), gemm_rate, ops, penalty_step,
 #                                              # dcgan-mnist training picture
 #     bash benchmarks/gpu_session.sh quality   # #12's conv rows with quality.py on cupy (PRESETS, SEEDS,
 #                                              # FIRST_SEED, STEPS, SET, TRAIN_S, RUNS, PLAIN_TESTS from
@@ -93,7 +93,7 @@ if [ "$part" = tests ]; then
     TAIL=40 plain tests 200 "${cupy_tests[@]}"
     section gradcheck 120 python3 -m minigan gradcheck --backend cupy
 elif [ "$part" = bench ]; then
-    for w in mlp dcgan32; do
+    for w in mlp dcgan32 dcgan-mnist; do     # (dcgan-mnist: the preset's nets; its image conv runs as a transposed conv)
         section "step_$w" 120 python3 benchmarks/gan_step.py --workload $w --backend cupy --count-launches
         plain "step_$w" 90 python3 benchmarks/gan_step.py --workload $w --backend cupy --count-launches --no-memory
     done
