@@ -31,7 +31,7 @@ MUTANTS = [
     ("linear tangent loses dy W_dot", "minigan/ops/linear.py",
      "None if w_dot is None else matmul(dy, w_dot))", "None)", ["tests/test_second_order.py"]),
     ("conv tangent loses conv(x, W_dot)", "minigan/ops/conv.py",
-     "None if w_dot is None else conv2d_forward(x, w_dot, None, stride, pads, dilation)[0])", "None)",
+     "None if w_dot is None else conv2d_forward(x, w_dot, None, *geometry)[0])", "None)",
      ["tests/test_second_order.py"]),
     ("stride-1 conv as convT: the kernel flipped on one axis only", "minigan/ops/conv.py",
      "weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]", "weight.transpose(1, 0, 2, 3)[:, :, ::-1, :]",

@@ -10,6 +10,7 @@ Reference: torch.nn.Conv2d / torch.nn.ConvTranspose2d docs; Dumoulin & Visin (20
 """
 import math
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
@@ -274,6 +275,31 @@ def _weight_from_rows(w2, shape):
     return get_xp(w2).ascontiguousarray(w2.reshape(a, kh, kw, b).transpose(0, 3, 1, 2))
 
 
+class ConvCache(NamedTuple):
+    """What conv2d_forward keeps for its backward and tangents (the tape holds x and W, not the columns)."""
+    x: object           # (N, C, H, W) input
+    weight: object      # (O, C, KH, KW)
+    has_bias: bool
+    kernel: tuple       # (KH, KW)
+    stride: tuple
+    pads: tuple         # ((top, bottom), (left, right))
+    dilation: tuple
+    out_hw: tuple       # (OH, OW)
+
+
+class ConvTransposeCache(NamedTuple):
+    """What conv_transpose2d_forward keeps for its backward and tangents."""
+    x2: object          # the input channels-last, as (N*H*W, Ci): the GEMM's left operand
+    weight: object      # (Ci, Co, KH, KW)
+    has_bias: bool
+    x_shape: tuple      # (N, Ci, H, W)
+    kernel: tuple       # (KH, KW)
+    stride: tuple
+    pads: tuple         # ((p, p), (q, q)): the padding, as the output's crop on each side
+    dilation: tuple
+    out_hw: tuple       # (OH, OW)
+
+
 def conv2d_forward(x, weight, bias, stride, pads, dilation):
     """y[n,o] = b[o] + sum_{c,i,j} W[o,c,i,j] xpad[n, c, oh*sh + i*dh, ow*sw + j*dw].
 
@@ -300,7 +326,7 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation):
     # the tape keeps x, not cols (KH*KW/(sh*sw) times larger): backward gathers cols again for dW;
     # and the weight itself, not its re-ordered copy w2 (re-made for dx: ~0.1 ms, vs a copy of every
     # conv weight held per tape)
-    return y, (x, weight, bias is not None, (kh, kw), stride, pads, dilation, out_hw)
+    return y, ConvCache(x, weight, bias is not None, (kh, kw), stride, pads, dilation, out_hw)
 
 
 def conv2d_backward(dy, cache, param_grads=True, input_grad=True):
@@ -361,7 +387,8 @@ def conv_transpose2d_forward(x, weight, bias, stride, padding, dilation, output_
     if bias is not None:
         y = y + bias
     # the tape keeps the weight, not w2 (re-made in backward for dx), as conv2d_forward does
-    return y.transpose(0, 3, 1, 2), (x2, weight, bias is not None, x.shape, (kh, kw), stride, pads, dilation, out_hw)
+    return y.transpose(0, 3, 1, 2), ConvTransposeCache(x2, weight, bias is not None, x.shape, (kh, kw), stride, pads,
+                                                       dilation, out_hw)
 
 
 def conv_transpose2d_backward(dy, cache, param_grads=True, input_grad=True):
@@ -430,16 +457,17 @@ def _transposed_geometry(w_shape, pads, dilation):
 def _conv2d_forward_transposed(x, weight, bias, stride, pads, dilation, out_hw):
     """conv2d_forward through conv_transpose2d_forward on the flipped kernel; conv2d's cache."""
     y, _ = conv_transpose2d_forward(x, _flipped(weight), bias, *_transposed_geometry(weight.shape, pads, dilation))
-    return y, (x, weight, bias is not None, tuple(weight.shape[2:]), stride, pads, dilation, out_hw)
+    return y, ConvCache(x, weight, bias is not None, tuple(weight.shape[2:]), stride, pads, dilation, out_hw)
 
 
 def _conv2d_backward_transposed(dy, cache, param_grads, input_grad):
     """conv2d_backward through conv_transpose2d_backward on the flipped kernel: the same dx, and dW
     flipped back (dW[o, c, i, j] = dW'[c, o, K-1-i, K-1-j])."""
-    x, weight, has_bias, kernel, _, pads, dilation, out_hw = cache
-    stride_t, padding_t, _, _ = _transposed_geometry(weight.shape, pads, dilation)
-    cache_t = (nhwc(x).reshape(-1, x.shape[1]), _flipped(weight), has_bias, x.shape, kernel, stride_t,
-               ((padding_t[0],) * 2, (padding_t[1],) * 2), dilation, out_hw)
+    x, weight = cache.x, cache.weight
+    stride_t, padding_t, _, _ = _transposed_geometry(weight.shape, cache.pads, cache.dilation)
+    cache_t = ConvTransposeCache(nhwc(x).reshape(-1, x.shape[1]), _flipped(weight), cache.has_bias, x.shape,
+                                 cache.kernel, stride_t, ((padding_t[0],) * 2, (padding_t[1],) * 2), cache.dilation,
+                                 cache.out_hw)
     dx, dw_t, db = conv_transpose2d_backward(dy, cache_t, param_grads, input_grad)
     return dx, None if dw_t is None else _flipped(dw_t), db
 
@@ -465,10 +493,10 @@ def _backward_pair(backward, dy, dy_dot, cache, tangent_cache, x_dot, w_dot, par
 
 def conv2d_jvp(x_dot, w_dot, b_dot, cache):
     """y_dot = conv(x_dot, W) + conv(x, W_dot) + b_dot   (None tangents are zero)."""
-    x, weight, _, _, stride, pads, dilation, out_hw = cache
-    y_dot = add(None if x_dot is None else conv2d_forward(x_dot, weight, None, stride, pads, dilation)[0],
-                None if w_dot is None else conv2d_forward(x, w_dot, None, stride, pads, dilation)[0])
-    return with_bias(y_dot, b_dot, (x.shape[0], weight.shape[0]) + tuple(out_hw), 1)
+    x, weight, geometry = cache.x, cache.weight, (cache.stride, cache.pads, cache.dilation)
+    y_dot = add(None if x_dot is None else conv2d_forward(x_dot, weight, None, *geometry)[0],
+                None if w_dot is None else conv2d_forward(x, w_dot, None, *geometry)[0])
+    return with_bias(y_dot, b_dot, (x.shape[0], weight.shape[0]) + tuple(cache.out_hw), 1)
 
 
 def conv2d_backward_jvp(dy, dy_dot, x_dot, w_dot, cache, param_grads=True, input_grad=True):
@@ -476,23 +504,22 @@ def conv2d_backward_jvp(dy, dy_dot, x_dot, w_dot, cache, param_grads=True, input
         dx_dot = bwd_data(dy_dot, W) + bwd_data(dy, W_dot)
         dW_dot = bwd_filter(x, dy_dot) + bwd_filter(x_dot, dy);   db_dot = sum_{n,oh,ow} dy_dot
     -> (dx_dot, dW_dot, db_dot), None for a zero (or not asked for) result."""
-    x, weight = cache[:2]
-    tangent_cache = (x if x_dot is None else x_dot, weight if w_dot is None else w_dot, False) + cache[3:]
+    tangent_cache = cache._replace(x=cache.x if x_dot is None else x_dot,
+                                   weight=cache.weight if w_dot is None else w_dot, has_bias=False)
     return _backward_pair(conv2d_backward, dy, dy_dot, cache, tangent_cache, x_dot, w_dot, param_grads, input_grad)
 
 
 def _transpose_geometry(cache):
     """(stride, padding, dilation, output_padding) of the conv_transpose2d_forward call that made ``cache``."""
-    _, weight, _, x_shape, kernel, stride, pads, dilation, out_hw = cache
-    padding = (pads[0][0], pads[1][0])
+    stride, dilation, padding = cache.stride, cache.dilation, (cache.pads[0][0], cache.pads[1][0])
     plain = [conv_transpose_out_size(s, k, st, p, d, 0) for s, k, st, p, d
-             in zip(x_shape[2:], kernel, stride, padding, dilation)]
-    return stride, padding, dilation, tuple(o - p for o, p in zip(out_hw, plain))
+             in zip(cache.x_shape[2:], cache.kernel, stride, padding, dilation)]
+    return stride, padding, dilation, tuple(o - p for o, p in zip(cache.out_hw, plain))
 
 
 def conv_transpose2d_jvp(x_dot, w_dot, b_dot, cache):
     """y_dot = convT(x_dot, W) + convT(x, W_dot) + b_dot   (None tangents are zero)."""
-    x2, weight, _, x_shape, _, _, _, _, out_hw = cache
+    x2, weight, x_shape = cache.x2, cache.weight, cache.x_shape
     geometry = _transpose_geometry(cache)
     y_dot = None
     if x_dot is not None:
@@ -500,7 +527,7 @@ def conv_transpose2d_jvp(x_dot, w_dot, b_dot, cache):
     if w_dot is not None:
         x = x2.reshape(x_shape[0], x_shape[2], x_shape[3], x_shape[1]).transpose(0, 3, 1, 2)
         y_dot = add(y_dot, conv_transpose2d_forward(x, w_dot, None, *geometry)[0])
-    return with_bias(y_dot, b_dot, (x_shape[0], weight.shape[1]) + tuple(out_hw), 1)
+    return with_bias(y_dot, b_dot, (x_shape[0], weight.shape[1]) + tuple(cache.out_hw), 1)
 
 
 def conv_transpose2d_backward_jvp(dy, dy_dot, x_dot, w_dot, cache, param_grads=True, input_grad=True):
@@ -508,8 +535,7 @@ def conv_transpose2d_backward_jvp(dy, dy_dot, x_dot, w_dot, cache, param_grads=T
         dx_dot = conv(dy_dot, W) + conv(dy, W_dot)       (the backward-data of convT is a convolution)
         dW_dot = bwd_W(x, dy_dot) + bwd_W(x_dot, dy);   db_dot = sum_{n,oh,ow} dy_dot
     -> (dx_dot, dW_dot, db_dot), None for a zero (or not asked for) result."""
-    x2, weight = cache[:2]
-    x2_dot = x2 if x_dot is None else nhwc(x_dot).reshape(x2.shape)
-    tangent_cache = (x2_dot, weight if w_dot is None else w_dot, False) + cache[3:]
+    tangent_cache = cache._replace(x2=cache.x2 if x_dot is None else nhwc(x_dot).reshape(cache.x2.shape),
+                                   weight=cache.weight if w_dot is None else w_dot, has_bias=False)
     return _backward_pair(conv_transpose2d_backward, dy, dy_dot, cache, tangent_cache, x_dot, w_dot,
                           param_grads, input_grad)
