@@ -1,7 +1,8 @@
 """One GAN training step (design.md: D on a real and a fake batch, G through the updated D,
 Adam 2e-4, betas (0.5, 0.999), float32), minigan against the identical PyTorch step, same run.
 
-    python benchmarks/gan_step.py --workload mlp|mixture|dcgan-mnist|resnet-mnist|dcgan32|dcgan64 [--backend numpy|cupy] [--batch B]
+    python benchmarks/gan_step.py --workload mlp|mixture|dcgan-mnist|dcgan-stacked|resnet-mnist|dcgan32|dcgan64
+                                  [--backend numpy|cupy] [--batch B]
                                   [--repeats 7] [--no-memory] [--count-launches] [--tf32]
 
 Timing: the two libraries alternate ABBA (minigan, torch, torch, minigan, ...) so that neither
@@ -43,12 +44,13 @@ def workload(name):
              minigan.Linear(1024, 784), minigan.Tanh()]
         D = [minigan.Linear(784, 512), L(0.2), minigan.Linear(512, 256), L(0.2), minigan.Linear(256, 1)]
         return G, D, (100,), (784,), 64
-    if name in ("mixture", "dcgan-mnist", "resnet-mnist"):   # a preset's nets and batch, built by the preset
+    if name in ("mixture", "dcgan-mnist", "dcgan-stacked", "resnet-mnist"):   # a preset's nets and batch, built by it
         from minigan.gan.models import PRESETS, recipe_for
         preset = "grid25" if name == "mixture" else name      # (mixture: ring8's nets too)
         r = recipe_for(preset)
         G, D = PRESETS[preset].build(r)
-        return G, D, (r["z_dim"],), (2,) if name == "mixture" else (1, 28, 28), r["batch_size"]
+        image = (3 if name == "dcgan-stacked" else 1, 28, 28)               # (stacked MNIST: three digits as RGB)
+        return G, D, (r["z_dim"],), (2,) if name == "mixture" else image, r["batch_size"]
     if name in ("dcgan32", "dcgan64"):
         gch, dch, out_ch = ([256, 128, 64], [64, 128, 256], 1) if name == "dcgan32" else ([512, 256, 128, 64], [64, 128, 256, 512], 3)
         G = [CT(100, gch[0], 4, 1, 0, bias=False), BN(gch[0]), minigan.ReLU()]
@@ -61,7 +63,8 @@ def workload(name):
         D += [C(dch[-1], 1, 4, 1, 0, bias=False)]
         size = 32 if name == "dcgan32" else 64
         return G, D, (100, 1, 1), (out_ch, size, size), 64 if name == "dcgan32" else 128
-    raise SystemExit(f"unknown workload {name!r}; choose mlp, mixture, dcgan-mnist, resnet-mnist, dcgan32, dcgan64")
+    raise SystemExit(f"unknown workload {name!r}; choose mlp, mixture, dcgan-mnist, dcgan-stacked, resnet-mnist, "
+                     "dcgan32, dcgan64")
 
 
 def build(name, backend, batch, seed=0):

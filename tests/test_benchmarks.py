@@ -47,14 +47,15 @@ def test_mixture_workload_is_ring8s_and_grid25s_nets():
     assert any(not np.array_equal(before[k], v) for k, v in G.parameters().items())
 
 
-@pytest.mark.parametrize("preset", ["dcgan-mnist", "resnet-mnist"])
-def test_mnist_workloads_are_the_presets_nets(preset):
-    """gan_step's ``dcgan-mnist`` / ``resnet-mnist`` time the nets, batch and image shape the preset trains."""
+@pytest.mark.parametrize("preset, channels", [("dcgan-mnist", 1), ("dcgan-stacked", 3), ("resnet-mnist", 1)])
+def test_mnist_workloads_are_the_presets_nets(preset, channels):
+    """gan_step's ``dcgan-mnist`` / ``dcgan-stacked`` / ``resnet-mnist`` time the nets, batch and image shape
+    the preset trains."""
     from minigan.gan.trainer import Trainer
     G, D, z, real, batch = gan_step.build(preset, "numpy", None)
     t = Trainer(preset, seed=0, out_dir=None, data_dir=shared_data("mnist"))
     assert repr(G) == repr(t.G) and repr(D) == repr(t.D)
-    assert batch == t.recipe["batch_size"] and z.shape[1] == t.recipe["z_dim"] and real.shape[1:] == (1, 28, 28)
+    assert batch == t.recipe["batch_size"] and z.shape[1] == t.recipe["z_dim"] and real.shape[1:] == (channels, 28, 28)
 
 
 def _quality():
