@@ -252,7 +252,9 @@ def _sample(args):
 
 
 def write_curves(run_dir):
-    """DIR/curves.png: losses, D outputs, gradient norms and any evaluation metrics against step."""
+    """DIR/curves.png: losses, D outputs, gradient norms and any evaluation metrics against step.
+    -> its path, or None when DIR has no log.jsonl or the log has no record to draw (an empty log: a
+    checkpoint copied into a directory of its own, say; ``minigan eval`` then still prints its metrics)."""
     import json
 
     from .viz import curves_figure
@@ -287,6 +289,8 @@ def write_curves(run_dir):
                         steps[k][0].append(rec["step"])
                         steps[k][1].append(rec[k])
     panels = {**steps, **{f"eval {k}": v for k, v in evals.items()}}
+    if not panels:
+        return None
     out = os.path.join(run_dir, "curves.png")
     return curves_figure(out, panels, f"{os.path.basename(os.path.normpath(run_dir))}: training curves")
 

@@ -118,6 +118,20 @@ def test_pictures_with_and_without_matplotlib(tmp_path, monkeypatch, with_matplo
     assert zlib is not None
 
 
+@pytest.mark.parametrize("with_matplotlib", [True, False])
+@pytest.mark.parametrize("log", ["", "\n{\"step\": 3, \"loss\n", "[1, 2]\n"])
+def test_curves_of_a_log_with_nothing_to_draw_are_no_picture(tmp_path, monkeypatch, with_matplotlib, log):
+    """An empty log (a checkpoint copied into a directory of its own), a torn line or records without a
+    step draw nothing: write_curves says so with None instead of failing after minigan eval's metrics."""
+    if not with_matplotlib:
+        monkeypatch.setattr(viz, "_pyplot", lambda: None)
+    from minigan.cli import write_curves
+    (tmp_path / "log.jsonl").write_text(log)
+    assert write_curves(str(tmp_path)) is None and not (tmp_path / "curves.png").exists()
+    (tmp_path / "log.jsonl").write_text(log + '{"step": 1, "loss_d": 1.5}\n')
+    assert write_curves(str(tmp_path)) == str(tmp_path / "curves.png")
+
+
 def test_smooth_is_a_moving_average():
     y = np.arange(10.0)
     s = viz.smooth(y, 3)
