@@ -4,6 +4,7 @@ Adam 2e-4, betas (0.5, 0.999), float32), minigan against the identical PyTorch s
     python benchmarks/gan_step.py --workload mlp|mixture|dcgan-mnist|dcgan-stacked|resnet-mnist|dcgan32|dcgan64
                                   [--backend numpy|cupy] [--batch B]
                                   [--repeats 7] [--no-memory] [--count-launches] [--tf32]
+                                  [--fusion default|on|off]
 
 Timing: the two libraries alternate ABBA (minigan, torch, torch, minigan, ...) so that neither
 always runs right after the other (OpenBLAS's spinning workers leak into the next window), warm-up
@@ -17,6 +18,8 @@ them (activations, gradients, caches and the optimizer state that the steps crea
 mmap threshold fixed at 128 KiB so that freed blocks leave RSS (see measure_memory); GPU: the
 bytes held by cupy's memory pool (it keeps freed blocks, so this is its high-water mark) vs
 torch.cuda.max_memory_reserved (the same quantity for torch's caching allocator).
+--fusion: minigan's fused layer pairs (minigan/nn/fuse.py; resnet-mnist's blocks are made of them),
+as the library has them (on for numpy, off for cupy), on, or off for the layers one by one.
 """
 import argparse
 import json
@@ -302,7 +305,8 @@ def _reset_peak_rss():
 def measure_memory(args, which):
     cmd = [sys.executable, os.path.abspath(__file__), "--workload", args.workload, "--backend", args.backend,
            "--memory-child", which] + (["--batch", str(args.batch)] if args.batch else []) + \
-        (["--tf32"] if args.tf32 else []) + (["--threads", str(args.threads)] if args.threads else [])
+        (["--tf32"] if args.tf32 else []) + (["--threads", str(args.threads)] if args.threads else []) + \
+        ["--fusion", args.fusion]
     # glibc's malloc raises its mmap threshold after large blocks are freed (up to 32 MiB), and then
     # serves later ones from freed heap pages that RSS already counts: the growth measured depended on
     # what the warm-up had freed (torch's mlp figure ranged 11-32 MiB).  A fixed threshold gives every
@@ -325,8 +329,12 @@ def main():
     ap.add_argument("--tf32", action="store_true", help="cupy: let both libraries use TF32 tensor cores "
                     "(default: off for both, so both compute in IEEE float32; torch's cuDNN default is on)")
     ap.add_argument("--count-launches", action="store_true", help="cupy only: CUDA kernels per step of each")
+    ap.add_argument("--fusion", default="default", choices=["default", "on", "off"],
+                    help="minigan's fused layer pairs: the library's default (numpy on, cupy off), on, or off")
     ap.add_argument("--memory-child", choices=["minigan", "torch"], help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.fusion != "default":
+        minigan.nn.fuse.set_fusion(numpy=args.fusion == "on", cupy=args.fusion == "on")
     if args.memory_child:
         if args.backend == "cupy":
             set_tf32(args.tf32)
@@ -337,7 +345,8 @@ def main():
     meter = LoadMeter()
     batch, ms, tms = time_both(args)
     print(header(f"{args.workload}, batch {batch}, float32, median of {args.repeats} x {args.steps_per_repeat} steps "
-                 f"ABBA" + (f", TF32 {'on' if args.tf32 else 'off'} for both" if args.backend == "cupy" else ""),
+                 f"ABBA, fusion {'on' if minigan.nn.fuse.set_fusion()[args.backend] else 'off'}"
+                 + (f", TF32 {'on' if args.tf32 else 'off'} for both" if args.backend == "cupy" else ""),
                  args.backend, threads, meter))
     print(f"minigan {ms:9.2f} ms/step   torch {tms:9.2f} ms/step   ratio minigan/torch {ms / tms:.2f}")
     if args.count_launches and args.backend == "cupy":

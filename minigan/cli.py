@@ -54,6 +54,12 @@ def layer_cases():
         ("Residual", "conv-BN-ReLU-conv + 1x1 conv shortcut",
          nn.Residual(nn.Sequential(C(2, 3, 3, padding=1, bias=False), nn.BatchNorm2d(3), nn.ReLU(), C(3, 3, 3, padding=1), _init=False),
                      C(2, 3, 1)), (2, 2, 4, 4), True),
+        ("Upsample+Conv2d", "x2, k3 p1 (fused: convT k4 s2 p1)", [nn.Upsample(2), C(2, 3, 3, padding=1)], (2, 2, 3, 4),
+         True),                                                                                 # minigan/nn/fuse.py
+        ("Upsample+Conv2d", "x2, k1 (fused: conv first)", [nn.Upsample(2), C(2, 3, 1)], (2, 2, 3, 2), True),
+        ("Conv2d+AvgPool2d", "k3 p1, k2 (fused: conv k4 s2 p1)", [C(2, 3, 3, padding=1), nn.AvgPool2d(2)], (2, 2, 5, 4),
+         True),
+        ("Conv2d+AvgPool2d", "k1, k2 (fused: pool first)", [C(2, 3, 1), nn.AvgPool2d(2)], (2, 2, 4, 5), True),
         ("SpectralNorm", "Conv2d k3 p1, train", nn.SpectralNorm(C(2, 3, 3, padding=1)), (2, 2, 4, 4), True),
         ("SpectralNorm", "ConvTranspose2d k2 s2 (dim 1)", nn.SpectralNorm(CT(3, 2, 2, stride=2)), (2, 3, 2, 3), True),
     ]

@@ -164,6 +164,33 @@ def activation_case(draw):
     return Case(ours(), tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=4))), theirs)
 
 
+@st.composite
+def fused_pair_case(draw):
+    """A pair of layers that Sequential runs as one op (minigan.nn.fuse), wrapped in activations
+    half the time: Upsample(2) + 3x3 conv, 3x3 conv + AvgPool2d(2), Upsample + 1x1 conv, 1x1 conv +
+    AvgPool2d; odd and even sizes, with and without bias."""
+    cin, cout, n, bias = draw(small), draw(small), draw(st.integers(1, 2)), draw(st.booleans())
+    kind = draw(st.sampled_from(["up_conv3", "conv3_pool", "up_conv1", "conv1_pool"]))
+    if kind.startswith("up"):
+        sf = 2 if kind == "up_conv3" else draw(st.sampled_from([1, 2, 3, (1, 2)]))
+        k, pad = (3, 1) if kind == "up_conv3" else (1, 0)
+        pair = ([nn.Upsample(sf), nn.Conv2d(cin, cout, k, padding=pad, bias=bias)],
+                lambda: [tnn.Upsample(scale_factor=sf), tnn.Conv2d(cin, cout, k, padding=pad, bias=bias)])
+        hw = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    else:
+        pk = 2 if kind == "conv3_pool" else draw(st.sampled_from([2, 3, (2, 1)]))
+        ps = None if kind == "conv3_pool" else draw(st.sampled_from([None, 1, 2]))
+        k, pad = (3, 1) if kind == "conv3_pool" else (1, 0)
+        pair = ([nn.Conv2d(cin, cout, k, padding=pad, bias=bias), nn.AvgPool2d(pk, ps)],
+                lambda: [tnn.Conv2d(cin, cout, k, padding=pad, bias=bias), tnn.AvgPool2d(pk, ps)])
+        hw = (draw(st.integers(3, 7)), draw(st.integers(3, 7)))
+    layers, twin = pair
+    if draw(st.booleans()):
+        layers = [nn.LeakyReLU(0.2)] + layers + [nn.Tanh()]
+        twin = (lambda t: lambda: [tnn.LeakyReLU(0.2)] + t() + [tnn.Tanh()])(twin)
+    return Case(layers, (n, cin) + hw, twin)
+
+
 class TorchResidual(tnn.Module):
     def __init__(self, body, shortcut):
         super().__init__()
@@ -213,7 +240,7 @@ ALL_CASES = {
     "conv_transpose": conv_transpose_case(),
     "batch_norm": batch_norm_case(), "layer_norm": layer_norm_case(), "avg_pool": avg_pool_case(),
     "upsample": upsample_case(), "activation": activation_case(), "residual": residual_case(),
-    "shape": shape_case(),
+    "shape": shape_case(), "fused_pair": fused_pair_case(),
 }
 
 

@@ -211,3 +211,47 @@ def test_a_checkpoint_saved_on_the_gpu_samples_the_same_on_the_cpu(tmp_path):
         np.testing.assert_array_equal(cpu.G.state_dict()[k], minigan.asnumpy(v), err_msg=k)
     for ema in (True, False):
         assert minigan.gradcheck.rel_error(cpu.sample(8, seed=2, ema=ema), t.sample(8, seed=2, ema=ema)) <= 1e-10
+
+
+FUSED_CASES = [i for i, c in enumerate(CASES) if "fused" in c[1]]
+
+
+@pytest.mark.parametrize("i", FUSED_CASES + [-1], ids=[f"{CASES[i][0]}-{CASES[i][1]}" for i in FUSED_CASES]
+                         + ["resnet-mnist blocks"])
+def test_fused_pairs_on_cupy_match_numpy(i):
+    """minigan.nn.fuse switched on for cupy (it is off there until this passes on a device): each fused
+    pair, and resnet-mnist's up and down blocks, give the numbers of the plain pair on the CPU, first
+    and second order, float64; the GPU tape really holds the fused runs."""
+    from minigan.gan.models import _res_down, _res_up
+    from minigan.nn.containers import _Fused
+    from minigan.nn.fuse import fusion
+    if i < 0:
+        layers, shape = [_res_up(3, 4), _res_down(4, 2), _res_down(2, 2, first=True)], (2, 3, 6, 6)
+    else:
+        _, _, layers, shape, _ = CASES[i]
+    net, gnet = _pair_of_nets(layers, np.float64, 7)
+    rng = np.random.default_rng(7)
+    dev = lambda a: minigan.to_backend(a, "cupy")
+    x = rng.standard_normal(shape)
+    with fusion(numpy=False, cupy=True):
+        y, tape = net.forward(x)
+        gy, gtape = gnet.forward(dev(x))
+        flat = [c for c in gtape.caches if isinstance(c, _Fused)] + \
+            [c for r in gtape.caches if isinstance(r, tuple) for part in r if isinstance(part, list)
+             for c in part if isinstance(c, _Fused)]
+        assert flat, "the cupy forward did not fuse"
+        assert not any(isinstance(c, _Fused) for c in tape.caches)
+        dy, dy_dot, x_dot = rng.standard_normal(y.shape), rng.standard_normal(y.shape), rng.standard_normal(shape)
+        p_dot = {k: rng.standard_normal(v.shape) for k, v in net.parameters().items()}
+        dx, grads = net.backward(dy, tape)
+        gdx, ggrads = gnet.backward(dev(dy), gtape)
+        y_dot, ttape = net.jvp(tape, x_dot, p_dot)
+        gy_dot, gttape = gnet.jvp(gtape, dev(x_dot), dev(p_dot))
+        dx_dot, grads_dot = net.backward_jvp(dy, tape, ttape, dy_dot)
+        gdx_dot, ggrads_dot = gnet.backward_jvp(dev(dy), gtape, gttape, dev(dy_dot))
+    for ours, theirs in ((gy, y), (gdx, dx), (gy_dot, y_dot), (gdx_dot, dx_dot)):
+        assert minigan.gradcheck.rel_error(minigan.asnumpy(ours), theirs) <= 1e-12
+    for g, h in ((ggrads, grads), (ggrads_dot, grads_dot)):
+        assert set(g) == set(h)
+        for k in h:
+            assert minigan.gradcheck.rel_error(minigan.asnumpy(g[k]), h[k]) <= 1e-12, k

@@ -7,6 +7,7 @@ from ..backend import BackendError, get_backend, get_xp, is_cupy_array, to_backe
 from ..ops import add
 from .affine import Conv2d, ConvTranspose2d, Embedding, Linear, SpectralNorm
 from .base import INIT_SCHEMES, Layer, LayerInputError, StateDictError
+from .fuse import pair_runner
 
 
 class Residual(Layer):
@@ -145,6 +146,33 @@ class TangentTape(NamedTuple):
 
 
 _FREED = object()   # a cache entry released by backward(free_tape=True)
+_FUSED = object()    # the cache slot of a fused pair's second layer
+
+
+class _Fused(NamedTuple):
+    """The cache slot of a fused pair's first layer: its runner (minigan.nn.fuse) and the runner's cache."""
+    runner: object
+    cache: object
+
+
+def _pair(tree, i, default=None):
+    """The entries of layers i and i + 1 (params, or params_dot with ``default`` for a missing one)."""
+    if default is None:
+        return tree[str(i)], tree[str(i + 1)]
+    return tree.get(str(i), default), tree.get(str(i + 1), default)
+
+
+def _put(grads, i, pair):
+    """Store a fused pair's gradients (g_i, g_i+1) under their layers' keys, leaving out empty ones."""
+    for j, g in enumerate(pair):
+        if g:
+            grads[str(i + j)] = g
+
+
+def _first_with_params(params, caches, n):
+    """The first layer with parameters (n if none); for the second layer of a fused pair, the pair's first."""
+    first = next((i for i in range(n) if flatten_tree(params[str(i)])), n)
+    return first - 1 if first < n and caches[first] is _FUSED else first
 
 
 class Sequential(Layer):
@@ -184,13 +212,26 @@ class Sequential(Layer):
         return params, state
 
     def apply(self, params, state, x, train, rng):
-        caches = []
-        for i, layer in enumerate(self.layers):
+        """Layers first to last.  A pair that has a fused twin (minigan.nn.fuse) runs as one op:
+        its cache goes in the first layer's slot, ``_FUSED`` in the second's.  Bad input to a pair
+        reruns it unfused, so the error names the layer the reference path names."""
+        caches, i, n = [], 0, len(self.layers)
+        while i < n:
+            runner = pair_runner(self.layers[i], self.layers[i + 1], x) if i + 1 < n else None
+            if runner is not None:
+                try:
+                    x, cache = runner.apply(_pair(params, i), x, train, rng)
+                    caches += [_Fused(runner, cache), _FUSED]
+                    i += 2
+                    continue
+                except LayerInputError:
+                    pass
             try:
-                x, cache = layer.apply(params[str(i)], state[str(i)], x, train, rng)
+                x, cache = self.layers[i].apply(params[str(i)], state[str(i)], x, train, rng)
             except LayerInputError as e:
                 raise e.at(i) from None
             caches.append(cache)
+            i += 1
         return x, caches
 
     def apply_backward(self, params, dy, caches, param_grads, input_grad=True, free_caches=False):
@@ -201,11 +242,20 @@ class Sequential(Layer):
         as its layer's backward has run (the list is changed in place)."""
         grads, first = {}, 0
         if not input_grad:
-            first = next((i for i in range(len(self.layers)) if flatten_tree(params[str(i)])), len(self.layers))
+            first = _first_with_params(params, caches, len(self.layers))
             if not param_grads:
                 first = len(self.layers)
         for i in range(len(self.layers) - 1, first - 1, -1):
+            if caches[i] is _FUSED:
+                continue
             layer, args = self.layers[i], (params[str(i)], dy, caches[i], param_grads)
+            if isinstance(caches[i], _Fused):
+                dy, g = caches[i].runner.apply_backward(_pair(params, i), dy, caches[i].cache, param_grads,
+                                                        i > first or input_grad)
+                _put(grads, i, g)
+                if free_caches:
+                    caches[i] = caches[i + 1] = _FREED
+                continue
             if i > first or input_grad:
                 dy, g = layer.apply_backward(*args)
             elif isinstance(layer, _SKIPS_INPUT_GRAD):
@@ -225,6 +275,14 @@ class Sequential(Layer):
         """The layers' tangents, first to last: -> (y_dot, tangent caches).  None tangents are zero."""
         tcaches = []
         for i, layer in enumerate(self.layers):
+            if caches[i] is _FUSED:
+                tcaches.append(None)
+                continue
+            if isinstance(caches[i], _Fused):
+                x_dot, tcache = caches[i].runner.apply_jvp(_pair(params, i), _pair(params_dot, i, {}), x_dot,
+                                                           caches[i].cache)
+                tcaches.append(tcache)
+                continue
             try:
                 x_dot, tcache = _layer_jvp(layer, params[str(i)], params_dot.get(str(i), {}), x_dot, caches[i])
             except LayerInputError as e:
@@ -238,8 +296,19 @@ class Sequential(Layer):
         behind.  ``input_grad=False`` stops at the first layer with parameters, as apply_backward."""
         grads, first = {}, 0
         if not input_grad:
-            first = next((i for i in range(len(self.layers)) if flatten_tree(params[str(i)])), len(self.layers))
+            first = _first_with_params(params, caches, len(self.layers))
         for i in range(len(self.layers) - 1, first - 1, -1):
+            if caches[i] is _FUSED:
+                continue
+            if isinstance(caches[i], _Fused):
+                run, pair, c = caches[i].runner, _pair(params, i), caches[i].cache
+                dx_dot, g = run.apply_backward_jvp(pair, _pair(params_dot, i, {}), dy, dy_dot, c, tcaches[i],
+                                                   param_grads, i > first or input_grad)
+                if i > first:
+                    dy, _ = run.apply_backward(pair, dy, c, False)
+                dy_dot = dx_dot
+                _put(grads, i, g)
+                continue
             layer, p = self.layers[i], params[str(i)]
             dx_dot, g = layer.apply_backward_jvp(p, params_dot.get(str(i), {}), dy, dy_dot, caches[i], tcaches[i],
                                                  param_grads, i > first or input_grad)
