@@ -17,7 +17,8 @@
 #                                              # penalties, optimizers, truncation, standing statistics,
 #                                              # GPU->CPU checkpoint; test_cupy_fused.py; bit-identical
 #                                              # resume), with the kernels on and off, gradcheck
-#     bash benchmarks/gpu_session.sh bench     # gan_step (4 workloads), gemm_rate, ops, penalty_step,
+#     bash benchmarks/gpu_session.sh bench     # gan_step (4 workloads; resnet-mnist with fusion on and
+#                                              # off), gemm_rate, ops, penalty_step,
 #                                              # dcgan-mnist training picture
 #     bash benchmarks/gpu_session.sh quality   # #12's conv rows with quality.py on cupy (PRESETS, SEEDS,
 #                                              # FIRST_SEED, STEPS, SET, TRAIN_S, RUNS, PLAIN_TESTS from
@@ -96,6 +97,10 @@ elif [ "$part" = bench ]; then
     for w in mlp dcgan32 dcgan-mnist; do     # (dcgan-mnist: the preset's nets; its image conv runs as a transposed conv)
         section "step_$w" 120 python3 benchmarks/gan_step.py --workload $w --backend cupy --count-launches
         plain "step_$w" 90 python3 benchmarks/gan_step.py --workload $w --backend cupy --count-launches --no-memory
+    done
+    for f in on off; do     # the fused layer pairs (minigan/nn/fuse.py, session 35; off on cupy until this has run)
+        section "step_resnet_fusion_$f" 120 python3 benchmarks/gan_step.py --workload resnet-mnist --backend cupy \
+            --fusion $f --no-memory
     done
     section step_dcgan64 150 python3 benchmarks/gan_step.py --workload dcgan64 --backend cupy --batch 128 --count-launches
     plain step_dcgan64 120 python3 benchmarks/gan_step.py --workload dcgan64 --backend cupy --batch 128 --no-memory
