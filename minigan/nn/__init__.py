@@ -12,6 +12,8 @@ its work skipped).  Second order (``Sequential.jvp`` / ``backward_jvp``) needs t
                        param_grads=True, input_grad=True)           -> (dx_dot, grads_dot)
 The math lives in ``minigan.ops``; a layer checks its input, calls the op and names the gradients.
 Parameter names, layouts, defaults and initialisation follow PyTorch.
+``Sequential`` runs some adjacent pairs (Upsample + conv, conv + AvgPool2d) as one cheaper op with the
+same math: ``minigan.nn.fuse`` lists them, and ``fuse.set_fusion`` switches that off.
 """
 from .activations import Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
 from .affine import Conv2d, ConvTranspose2d, Embedding, Linear, SpectralNorm
