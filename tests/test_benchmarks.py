@@ -5,6 +5,8 @@ import sys
 import numpy as np
 import pytest
 
+import minigan
+
 from conftest import kernels_enabled, shared_data
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
@@ -31,6 +33,24 @@ def test_gemm_recorder_counts_every_conv_gemm_of_the_dcgan32_step():
     expected = 2 * batch * (sum(m * p for m, p in zip(d_macs, d_passes)) + sum(m * p for m, p in zip(g_macs, g_passes)))
     assert sum(2 * m * n * k for m, n, k, _ in rec.calls) == expected
     assert len(rec.seconds()) == len(rec.calls) == sum(d_passes) + sum(g_passes)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_fused_pairs_cut_the_resnet_blocks_gemm_work_to_what_the_formulas_say(fused):
+    """The GEMM work of resnet-mnist's blocks (forward, counted at xp.matmul), per sample, in units of
+    c^2 H W for c channels at H x W: the up block (to 2H x 2W) 76 plain (two 3x3 convs and a 1x1 at the
+    large size) and 53 fused (the 4-tap transposed conv 16, the second 3x3 conv 36, the 1x1 before
+    upsampling 1); the down block 19 plain (3x3 convs 9 + 9, 1x1 1) and 13.25 fused (9, the 4-tap
+    conv at a quarter of the pixels 4, the 1x1 after pooling 0.25)."""
+    from minigan.gan.models import _res_down, _res_up
+    from minigan.nn.fuse import fusion
+    n, c, h, w = 2, 4, 6, 6
+    x = np.random.default_rng(0).standard_normal((n, c, h, w)).astype(np.float32)
+    for block, plain, fast in ((_res_up(c, c), 76, 53), (_res_down(c, c), 19, 13.25)):
+        net = minigan.Sequential(block, seed=0)
+        with fusion(numpy=fused), gemm_rate.GemmRecorder(np, "numpy") as rec:
+            net.forward(x)
+        assert sum(m * nn * k for m, nn, k, _ in rec.calls) == (fast if fused else plain) * n * c * c * h * w
 
 
 def test_mixture_workload_is_ring8s_and_grid25s_nets():
