@@ -25,6 +25,8 @@ bit for bit.  Fusion is on for NumPy arrays and off for CuPy until it has run on
 """
 import contextlib
 
+import numpy as np
+
 from ..backend import get_xp, is_cupy_array
 from .affine import Conv2d, ConvTranspose2d
 from .shape import AvgPool2d, Upsample
@@ -60,15 +62,18 @@ _POOL = ((.5, 0, 0), (.5, .5, 0), (0, .5, .5), (0, 0, .5))             # K = B W
 
 
 def _map(m, w):
-    """(.., 3, 3) -> (.., 4, 4):  M w M^T on the last two axes."""
-    m = get_xp(w).asarray(m, dtype=w.dtype)
-    return m @ w @ m.T
+    """(.., 3, 3) -> (.., 4, 4):  M w M^T on the last two axes, as one product with kron(M, M):
+    (M w M^T)[p, q] = sum_{k, l} M[p, k] M[q, l] w[k, l]."""
+    xp = get_xp(w)
+    mm = xp.asarray(np.kron(m, m), dtype=w.dtype)                      # (16, 9)
+    return (w.reshape(-1, 9) @ mm.T).reshape(w.shape[:-2] + (4, 4))
 
 
 def _unmap(m, g):
     """The adjoint, (.., 4, 4) -> (.., 3, 3):  M^T g M (a gradient of the fused weight -> of the 3x3 one)."""
-    m = get_xp(g).asarray(m, dtype=g.dtype)
-    return m.T @ g @ m
+    xp = get_xp(g)
+    mm = xp.asarray(np.kron(m, m), dtype=g.dtype)                      # (16, 9)
+    return (xp.ascontiguousarray(g).reshape(-1, 16) @ mm).reshape(g.shape[:-2] + (3, 3))
 
 
 def _is_conv(layer, k, pads):
@@ -130,18 +135,23 @@ class _Remapped:
         return (self._back(g), {}) if self.conv_index == 0 else ({}, self._back(g))
 
     def apply(self, params, x, train, rng):
-        return self.as_layer.apply(self._params(params), {}, x, train, rng)
+        p4 = self._params(params)
+        y, cache = self.as_layer.apply(p4, {}, x, train, rng)
+        return y, (p4, cache)                                          # (the mapped params, for the rest)
 
     def apply_backward(self, params, dy, cache, param_grads, input_grad=True):
-        dx, g = self.as_layer.apply_backward(self._params(params), dy, cache, param_grads, input_grad)
+        p4, cache = cache
+        dx, g = self.as_layer.apply_backward(p4, dy, cache, param_grads, input_grad)
         return dx, self._split(g)
 
     def apply_jvp(self, params, params_dot, x_dot, cache):
-        return self.as_layer.apply_jvp(self._params(params), self._dots(params_dot), x_dot, cache)
+        p4, cache = cache
+        return self.as_layer.apply_jvp(p4, self._dots(params_dot), x_dot, cache)
 
     def apply_backward_jvp(self, params, params_dot, dy, dy_dot, cache, tcache, param_grads=True, input_grad=True):
-        dx, g = self.as_layer.apply_backward_jvp(self._params(params), self._dots(params_dot), dy, dy_dot, cache,
-                                                 tcache, param_grads, input_grad)
+        p4, cache = cache
+        dx, g = self.as_layer.apply_backward_jvp(p4, self._dots(params_dot), dy, dy_dot, cache, tcache,
+                                                 param_grads, input_grad)
         return dx, self._split(g)
 
 
