@@ -186,8 +186,10 @@ def _compare(t, ref, step):
         for k, p in tnet.named_parameters():
             st, tst = opt.state[k], topt.state[p]
             assert st["step"] == int(tst["step"]), f"step {step}: Adam step count of {k}"
-            for moment in ("exp_avg", "exp_avg_sq"):
-                assert rel_error(st[moment], tst[moment].numpy()) <= TOL, f"step {step}: {moment} of {k}"
+            # (floors: a parameter whose exact gradient is 0 gets rounding noise in both libraries, ~1e-18:
+            # resnet-mnist's bias of G's first block's last conv, every path from which meets a BatchNorm)
+            for moment, floor in (("exp_avg", 1e-6), ("exp_avg_sq", 1e-12)):
+                assert rel_error(st[moment], tst[moment].numpy(), floor) <= TOL, f"step {step}: {moment} of {k}"
 
 
 RECIPES = {
@@ -213,6 +215,8 @@ RECIPES = {
     "dcgan-mnist (no BatchNorm in D), WGAN-GP, EMA, DiffAugment (translation)": (
         "dcgan-mnist", dict(objective="wasserstein", penalty="wgan_gp", penalty_weight=10.0, batch_size=8,
                             d_norm="none", ema=0.9, augment="translation")),
+    "resnet-mnist (residual G and D, their pairs fused: minigan/nn/fuse.py), lazy R1, Adam 4e-4": (
+        "resnet-mnist", dict(penalty="r1", penalty_weight=1.0, penalty_every=2, batch_size=4, lr_g=4e-4, lr_d=4e-4)),
     "cgan-mnist (conditional) minimax": (
         "cgan-mnist", dict(objective="minimax", batch_size=8, l1=1e-4)),
     "mlp-mnist (BatchNorm G), hinge, EMA": (
