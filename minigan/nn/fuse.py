@@ -123,11 +123,8 @@ class _Remapped:
             g = dict(g, weight=_unmap(self.m, g["weight"].transpose(1, 0, 2, 3) if self.transpose else g["weight"]))
         return g
 
-    def _params(self, pair):
-        p = pair[self.conv_index]
-        return {**p, "weight": self._to(p["weight"])}
-
     def _dots(self, pair):
+        """The conv's entry of a pair of params (or of params_dot: None for a zero weight tangent), its weight mapped."""
         d = pair[self.conv_index]
         return {**d, "weight": self._to(d.get("weight"))} if d else {}
 
@@ -135,7 +132,7 @@ class _Remapped:
         return (self._back(g), {}) if self.conv_index == 0 else ({}, self._back(g))
 
     def apply(self, params, x, train, rng):
-        p4 = self._params(params)
+        p4 = self._dots(params)
         y, cache = self.as_layer.apply(p4, {}, x, train, rng)
         return y, (p4, cache)                                          # (the mapped params, for the rest)
 
