@@ -222,6 +222,23 @@ def test_input_grad_false_skips_the_input_gradient_work(monkeypatch):
         net.backward(np.ones_like(y), tape)
 
 
+@pytest.mark.parametrize("name", [n for n in minigan.nn.__all__
+                                  if isinstance(getattr(minigan.nn, n), type)
+                                  and issubclass(getattr(minigan.nn, n), minigan.nn.Layer) and n != "Layer"])
+def test_skips_input_grad_flag_matches_the_backward_signature(name):
+    """Sequential (and a fused pair) pass input_grad=False exactly to the layers whose flag says so:
+    a flag without the keyword would be a TypeError there, a keyword without the flag wasted work."""
+    import inspect
+
+    cls = getattr(minigan.nn, name)
+    for method in ("apply_backward", "apply_backward_jvp"):
+        takes = "input_grad" in inspect.signature(getattr(cls, method)).parameters
+        if method == "apply_backward":
+            assert takes == cls.skips_input_grad, (name, method)
+        else:
+            assert takes, (name, method)     # every backward_jvp takes it (Sequential passes it on)
+
+
 class _Probe(minigan.nn.Layer):
     """Identity whose cache is a fresh object; its backward records which probes' caches are still alive."""
 

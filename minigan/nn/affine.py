@@ -13,6 +13,7 @@ from .base import Layer, LayerInputError, _check_input, _grads, _pair, _positive
 
 class Linear(Layer):
     """y = x W^T + b over the last axis.  W (out_features, in_features), b (out_features,)."""
+    skips_input_grad = True
 
     def __init__(self, in_features, out_features, bias=True):
         self.in_features = _positive_int(in_features, "Linear in_features")
@@ -92,6 +93,7 @@ class _ConvMath(Layer):
     (``_bwd``, ``_jvp``, ``_bjvp`` from minigan.ops.conv) are set by each subclass.  The tangent
     cache is x_dot (the backward's tangent needs it for dW_dot)."""
     _bwd = _jvp = _bjvp = None
+    skips_input_grad = True
 
     def apply_backward(self, params, dy, cache, param_grads, input_grad=True):
         dx, dw, db = type(self)._bwd(dy, cache, param_grads, input_grad)
@@ -220,6 +222,7 @@ class SpectralNorm(Layer):
         dW_dot = (G_dot - (<G_dot, W_sn> + <G, W_sn_dot>) u v^T) / sigma - dW sigma_dot / sigma
     Parameters ``weight_orig`` (and the layer's ``bias``), state ``weight_u`` (h,) and ``weight_v`` (w,),
     in torch's order, so torch's state_dict of ``spectral_norm(layer)`` loads as it is."""
+    skips_input_grad = True
 
     def __init__(self, layer, n_power_iterations=1, eps=1e-12, dim=None):
         if not isinstance(layer, (Linear, Conv2d, ConvTranspose2d)):
@@ -320,6 +323,7 @@ class Embedding(Layer):
     W (num_embeddings, embedding_dim) ~ N(0, 1) as torch.nn.Embedding.  As the first layer of a
     Sequential it takes the integer input (the index has no gradient: dx is None)."""
     takes_indices = True
+    skips_input_grad = True
 
     def __init__(self, num_embeddings, embedding_dim):
         self.num_embeddings = _positive_int(num_embeddings, "Embedding num_embeddings")

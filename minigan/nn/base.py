@@ -65,7 +65,11 @@ def _uniform(rng, shape, bound, dtype):
 
 
 class Layer:
-    """Base for the built-in layers: no parameters, no state."""
+    """Base for the built-in layers: no parameters, no state.
+
+    ``skips_input_grad``: True where apply_backward (and apply_backward_jvp) take ``input_grad=False``
+    and then skip the input gradient's work (dx None); the others compute dx, which the caller drops."""
+    skips_input_grad = False
 
     def init(self, rng, dtype, scheme="torch"):
         return {}, {}

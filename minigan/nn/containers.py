@@ -5,7 +5,6 @@ import numpy as np
 
 from ..backend import BackendError, get_backend, get_xp, is_cupy_array, to_backend
 from ..ops import add
-from .affine import Conv2d, ConvTranspose2d, Embedding, Linear, SpectralNorm
 from .base import INIT_SCHEMES, Layer, LayerInputError, StateDictError
 from .fuse import pair_runner
 
@@ -186,6 +185,7 @@ class Sequential(Layer):
     A tape references (does not copy) layer inputs and outputs its backward needs: do not modify
     them in place before the backward, and drop the tape after it to free that memory.
     """
+    skips_input_grad = True
 
     def __init__(self, *layers, dtype=np.float32, seed=None, init="torch", _init=True):
         for i, layer in enumerate(layers):
@@ -237,8 +237,7 @@ class Sequential(Layer):
     def apply_backward(self, params, dy, caches, param_grads, input_grad=True, free_caches=False):
         """Layers from last to first.  ``input_grad=False``: the layers before the first one with
         parameters are not run at all, and that one is asked to skip its input gradient when it
-        can (Linear, Conv2d, ConvTranspose2d, Sequential; any other layer computes it and it is
-        dropped); dx is then None.  ``free_caches``: each entry of ``caches`` is released as soon
+        can (a layer with ``skips_input_grad``; any other layer computes it and it is dropped); dx is then None.  ``free_caches``: each entry of ``caches`` is released as soon
         as its layer's backward has run (the list is changed in place)."""
         grads, first = {}, 0
         if not input_grad:
@@ -258,7 +257,7 @@ class Sequential(Layer):
                 continue
             if i > first or input_grad:
                 dy, g = layer.apply_backward(*args)
-            elif isinstance(layer, _SKIPS_INPUT_GRAD):
+            elif layer.skips_input_grad:
                 dy, g = layer.apply_backward(*args, input_grad=False)
             else:
                 dy, g = layer.apply_backward(*args)
@@ -556,7 +555,3 @@ def _to_array(v):
     if hasattr(v, "detach") and hasattr(v, "cpu"):
         return v.detach().cpu().numpy()
     return v if hasattr(v, "dtype") and hasattr(v, "shape") else np.asarray(v)
-
-
-# layers whose apply_backward takes input_grad=False (skip the input gradient's work)
-_SKIPS_INPUT_GRAD = (Linear, Conv2d, ConvTranspose2d, SpectralNorm, Embedding, Sequential)

@@ -210,7 +210,7 @@ class _Swapped:
 
 def _backward(layer, p, dy, cache, param_grads, input_grad):
     """layer.apply_backward, its input gradient skipped (conv) or dropped (the rest) when not wanted."""
-    if type(layer) is Conv2d:
+    if layer.skips_input_grad:
         return layer.apply_backward(p, dy, cache, param_grads, input_grad)
     dx, g = layer.apply_backward(p, dy, cache, param_grads)
     return (dx if input_grad else None), g
