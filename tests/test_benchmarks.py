@@ -179,3 +179,16 @@ def test_quality_header_names_the_backend_only_under_cupy(monkeypatch):
     with kernels_enabled(_cupy, False):
         assert quality.backend_note() == (" Backend cupy (MINIGAN_BACKEND) on a CUDA GPU (name not read: "
                                           "ModuleNotFoundError), fused CuPy kernels off.")
+
+
+@pytest.mark.parametrize("flag, says", [("on", "fusion on"), ("off", "fusion off"), ("default", "fusion on")])
+def test_gan_step_fusion_flag_sets_the_switch_its_header_reports(flag, says):
+    """``gan_step.py --fusion`` (a subprocess: the script sets threads and the switch for its whole
+    process); the header reads the numpy switch after the timing, so it names the setting that ran."""
+    import subprocess
+    pytest.importorskip("torch")
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks", "gan_step.py")
+    out = subprocess.run([sys.executable, script, "--workload", "mixture", "--repeats", "1", "--steps-per-repeat", "1",
+                          "--no-memory", "--threads", "1", "--fusion", flag],
+                         capture_output=True, text=True, check=True).stdout
+    assert f"ABBA, {says}" in out and "ratio minigan/torch" in out
