@@ -4,8 +4,9 @@ A layer is anything with three methods (duck-typed, no registry):
     init(rng, dtype, scheme)                      -> (params, state)   nested dicts of numpy arrays
     apply(params, state, x, train, rng)           -> (y, cache)        state (BN stats) updated in place
     apply_backward(params, dy, cache, param_grads) -> (dx, grads)      grads nested like params
-Linear, Conv2d, ConvTranspose2d, SpectralNorm and Sequential also take ``input_grad=False`` (dx None,
-its work skipped).  Second order (``Sequential.jvp`` / ``backward_jvp``) needs two more, the tangents
+A layer whose class sets ``skips_input_grad = True`` (Linear, Conv2d, ConvTranspose2d, SpectralNorm,
+Embedding, Sequential) also takes ``input_grad=False`` there (dx None, its work skipped); Sequential
+asks only those, and drops the dx of the rest.  Second order (``Sequential.jvp`` / ``backward_jvp``) needs two more, the tangents
 (None stands for a zero tangent, params_dot is nested like params, missing keys are zero):
     apply_jvp(params, params_dot, x_dot, cache)                     -> (y_dot, tcache)
     apply_backward_jvp(params, params_dot, dy, dy_dot, cache, tcache,
