@@ -239,6 +239,31 @@ def test_skips_input_grad_flag_matches_the_backward_signature(name):
             assert takes, (name, method)     # every backward_jvp takes it (Sequential passes it on)
 
 
+class _DuckScale:
+    """y = w x with one parameter, written against the protocol only (no minigan.nn.Layer base)."""
+
+    def init(self, rng, dtype, scheme="torch"):
+        return {"w": np.full((), 1.5, dtype)}, {}
+
+    def apply(self, params, state, x, train, rng):
+        return params["w"] * x, x
+
+    def apply_backward(self, params, dy, x, param_grads):
+        return params["w"] * dy, ({"w": (dy * x).sum()} if param_grads else {})
+
+
+def test_a_duck_typed_layer_with_params_first_takes_input_grad_false_through_sequential():
+    net = minigan.Sequential(_DuckScale(), minigan.Linear(3, 2), dtype=np.float64, seed=0)
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    y, tape = net.forward(x, train=True)
+    dy = np.random.default_rng(1).standard_normal(y.shape)
+    dx, grads = net.backward(dy, tape)
+    none, grads2 = net.backward(dy, tape, input_grad=False)
+    assert none is None and dx.shape == x.shape and list(grads2) == list(grads) == ["0.w", "1.weight", "1.bias"]
+    for k in grads:
+        np.testing.assert_array_equal(grads2[k], grads[k])
+
+
 class _Probe(minigan.nn.Layer):
     """Identity whose cache is a fresh object; its backward records which probes' caches are still alive."""
 

@@ -237,8 +237,9 @@ class Sequential(Layer):
     def apply_backward(self, params, dy, caches, param_grads, input_grad=True, free_caches=False):
         """Layers from last to first.  ``input_grad=False``: the layers before the first one with
         parameters are not run at all, and that one is asked to skip its input gradient when it
-        can (a layer with ``skips_input_grad``; any other layer computes it and it is dropped); dx is then None.  ``free_caches``: each entry of ``caches`` is released as soon
-        as its layer's backward has run (the list is changed in place)."""
+        can (a layer with ``skips_input_grad``; any other layer computes it and it is dropped);
+        dx is then None.  ``free_caches``: each entry of ``caches`` is released as soon as its
+        layer's backward has run (the list is changed in place)."""
         grads, first = {}, 0
         if not input_grad:
             first = _first_with_params(params, caches, len(self.layers))
@@ -257,7 +258,7 @@ class Sequential(Layer):
                 continue
             if i > first or input_grad:
                 dy, g = layer.apply_backward(*args)
-            elif layer.skips_input_grad:
+            elif getattr(layer, "skips_input_grad", False):      # duck-typed layers need not say
                 dy, g = layer.apply_backward(*args, input_grad=False)
             else:
                 dy, g = layer.apply_backward(*args)

@@ -210,7 +210,7 @@ class _Swapped:
 
 def _backward(layer, p, dy, cache, param_grads, input_grad):
     """layer.apply_backward, its input gradient skipped (conv) or dropped (the rest) when not wanted."""
-    if layer.skips_input_grad:
+    if layer.skips_input_grad:          # only built-in layers reach here (Conv2d, Upsample, AvgPool2d)
         return layer.apply_backward(p, dy, cache, param_grads, input_grad)
     dx, g = layer.apply_backward(p, dy, cache, param_grads)
     return (dx if input_grad else None), g
