@@ -245,7 +245,7 @@ PRESETS = {
     # at DCGAN's learning rate of 2e-4.  Doubled for both nets, as dcgan-mnist's (4e-4; session 34): KL 0.114 /
     # 0.100 at 5k on seeds 0 / 1 (2e-4: 0.152-0.158 / 0.135), 0.075 / 0.076 at 10k; seed 0 0.064 at 15k. 2e-4 took
     # ~17k / ~25k to those: ~1.7x fewer steps, 1,000 modes throughout; then 0.061 at 20k: the lead narrows (GPU work);
-    # seed 1: 0.061 at 15k, 0.053 at 20k (session 35).
+    # seed 1: 0.061 at 15k, 0.053 at 20k (session 35), 0.049 at 25k: the goal, on one seed (session 36).
     "dcgan-stacked": Preset(lambda r: _dcgan_mnist(r, channels=3), dict(
         data="stacked-mnist", z_dim=100, steps=5000, batch_size=64, init="dcgan", ema=0.999, d_norm="batch",
         d_channels=64, d_depth=2, lr_g=4e-4, lr_d=4e-4),
