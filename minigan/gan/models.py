@@ -232,6 +232,7 @@ PRESETS = {
     # D step; session 35): seed 0's EMA scores FID 175 / 83 / 48.5 / 35.2 / 27.6 at 1k-5k steps against
     # 242 / 183 / 124 / 86 / 69 for the plain recipe (2e-4, no penalty) run beside it, which session 15's run
     # matched (229 / 168 / 124 / 80 / 62): 5.8x the floor at 5k instead of 13-15x, digit KL 0.017 (0.024).
+    # Seeds 1 and 2 at 5k: 31.2 and 31.6 (6.4 +- 0.5x over three seeds; session 36).
     # The two changes were not tried apart (benchmarks/quality.md, session 35).
     "resnet-mnist": Preset(_resnet_mnist, dict(data="mnist", z_dim=128, steps=5000, batch_size=64, ema=0.999,
                                                lr_g=4e-4, lr_d=4e-4, penalty="r1", penalty_weight=0.1,
