@@ -6,8 +6,9 @@ A layer is anything with three methods (duck-typed, no registry):
     apply_backward(params, dy, cache, param_grads) -> (dx, grads)      grads nested like params
 A layer whose class sets ``skips_input_grad = True`` (Linear, Conv2d, ConvTranspose2d, SpectralNorm,
 Embedding, Sequential) also takes ``input_grad=False`` there (dx None, its work skipped); Sequential
-asks only those, and drops the dx of the rest.  Second order (``Sequential.jvp`` / ``backward_jvp``) needs two more, the tangents
-(None stands for a zero tangent, params_dot is nested like params, missing keys are zero):
+asks only those, and drops the dx of the rest.  Second order (``Sequential.jvp`` / ``backward_jvp``)
+needs two more, the tangents (None stands for a zero tangent, params_dot is nested like params,
+missing keys are zero; every apply_backward_jvp takes ``input_grad``):
     apply_jvp(params, params_dot, x_dot, cache)                     -> (y_dot, tcache)
     apply_backward_jvp(params, params_dot, dy, dy_dot, cache, tcache,
                        param_grads=True, input_grad=True)           -> (dx_dot, grads_dot)

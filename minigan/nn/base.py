@@ -67,8 +67,9 @@ def _uniform(rng, shape, bound, dtype):
 class Layer:
     """Base for the built-in layers: no parameters, no state.
 
-    ``skips_input_grad``: True where apply_backward (and apply_backward_jvp) take ``input_grad=False``
-    and then skip the input gradient's work (dx None); the others compute dx, which the caller drops."""
+    ``skips_input_grad``: True where apply_backward takes ``input_grad=False`` and then skips the input
+    gradient's work (dx None); Sequential computes the others' dx and drops it.  (apply_backward_jvp
+    takes ``input_grad`` on every layer.)"""
     skips_input_grad = False
 
     def init(self, rng, dtype, scheme="torch"):
