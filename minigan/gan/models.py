@@ -247,9 +247,11 @@ PRESETS = {
     # 0.100 at 5k on seeds 0 / 1 (2e-4: 0.152-0.158 / 0.135), 0.075 / 0.076 at 10k; seed 0 0.064 at 15k. 2e-4 took
     # ~17k / ~25k to those: ~1.7x fewer steps, 1,000 modes throughout; then 0.061 at 20k: the lead narrows (GPU work);
     # seed 1: 0.061 at 15k, 0.053 at 20k (session 35), 0.049 at 25k: the goal, on one seed (session 36).
+    # dcgan-mnist's lazy R1 too (gamma 0.1, every 4th D step; session 36): seed 0 KL 0.094 / 0.064 at 5k / 10k against
+    # 0.114 / 0.075 without it (seed 1 without: 0.100 / 0.076), 1,000 modes; ~1.5x fewer steps at 10k, one seed so far.
     "dcgan-stacked": Preset(lambda r: _dcgan_mnist(r, channels=3), dict(
         data="stacked-mnist", z_dim=100, steps=5000, batch_size=64, init="dcgan", ema=0.999, d_norm="batch",
-        d_channels=64, d_depth=2, lr_g=4e-4, lr_d=4e-4),
+        d_channels=64, d_depth=2, lr_g=4e-4, lr_d=4e-4, penalty="r1", penalty_weight=0.1, penalty_every=4),
         "DCGAN on stacked MNIST: three digits as RGB channels, 1000 modes"),
     "cgan-mnist": Preset(_mlp_mnist, dict(data="mnist", z_dim=100, steps=10000, batch_size=128, conditional=True),
                          "conditional MLP GAN on MNIST: one-hot digit joined to z and to D's input"),
