@@ -64,6 +64,16 @@ def _uniform(rng, shape, bound, dtype):
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
 
 
+def layer_backward(layer, params, dy, cache, param_grads, input_grad):
+    """``layer.apply_backward`` -> (dx, grads), dx None unless ``input_grad``: a layer whose class says it can
+    (``skips_input_grad``) skips dx's work; any other (duck-typed ones need not say) computes dx, then dropped."""
+    if input_grad:
+        return layer.apply_backward(params, dy, cache, param_grads)
+    if getattr(layer, "skips_input_grad", False):
+        return layer.apply_backward(params, dy, cache, param_grads, input_grad=False)
+    return None, layer.apply_backward(params, dy, cache, param_grads)[1]
+
+
 class Layer:
     """Base for the built-in layers: no parameters, no state.
 

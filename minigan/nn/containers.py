@@ -5,7 +5,7 @@ import numpy as np
 
 from ..backend import BackendError, get_backend, get_xp, is_cupy_array, to_backend
 from ..ops import add
-from .base import INIT_SCHEMES, Layer, LayerInputError, StateDictError
+from .base import INIT_SCHEMES, Layer, LayerInputError, StateDictError, layer_backward
 from .fuse import pair_runner
 
 
@@ -248,7 +248,6 @@ class Sequential(Layer):
         for i in range(len(self.layers) - 1, first - 1, -1):
             if caches[i] is _FUSED:
                 continue
-            layer, args = self.layers[i], (params[str(i)], dy, caches[i], param_grads)
             if isinstance(caches[i], _Fused):
                 dy, g = caches[i].runner.apply_backward(_pair(params, i), dy, caches[i].cache, param_grads,
                                                         i > first or input_grad)
@@ -256,13 +255,8 @@ class Sequential(Layer):
                 if free_caches:
                     caches[i] = caches[i + 1] = _FREED
                 continue
-            if i > first or input_grad:
-                dy, g = layer.apply_backward(*args)
-            elif getattr(layer, "skips_input_grad", False):      # duck-typed layers need not say
-                dy, g = layer.apply_backward(*args, input_grad=False)
-            else:
-                dy, g = layer.apply_backward(*args)
-                dy = None
+            dy, g = layer_backward(self.layers[i], params[str(i)], dy, caches[i], param_grads,
+                                   i > first or input_grad)
             if free_caches:
                 caches[i] = _FREED
             if g:

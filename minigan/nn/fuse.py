@@ -29,6 +29,7 @@ import numpy as np
 
 from ..backend import get_xp, is_cupy_array
 from .affine import Conv2d, ConvTranspose2d
+from .base import layer_backward
 from .shape import AvgPool2d, Upsample
 
 _ENABLED = {"numpy": True, "cupy": False}     # cupy: owed a device run (session 35)
@@ -124,7 +125,8 @@ class _Remapped:
         return g
 
     def _dots(self, pair):
-        """The conv's entry of a pair of params (or of params_dot: None for a zero weight tangent), its weight mapped."""
+        """The conv's entry of a pair of params (or of params_dot: None for a zero weight tangent), its
+        weight mapped."""
         d = pair[self.conv_index]
         return {**d, "weight": self._to(d.get("weight"))} if d else {}
 
@@ -187,8 +189,8 @@ class _Swapped:
     def apply_backward(self, params, dy, cache, param_grads, input_grad=True):
         (a, b), (pa, pb), (ca, cb) = self.run, params[::-1], cache
         a_needs = input_grad or bool(pa)                  # a's weight gradient needs its dy too
-        dy, gb = _backward(b, pb, dy, cb, param_grads, a_needs)
-        dx, ga = _backward(a, pa, dy, ca, param_grads, input_grad) if a_needs else (None, {})
+        dy, gb = layer_backward(b, pb, dy, cb, param_grads, a_needs)
+        dx, ga = layer_backward(a, pa, dy, ca, param_grads, input_grad) if a_needs else (None, {})
         return dx, (gb, ga)
 
     def apply_jvp(self, params, params_dot, x_dot, cache):
@@ -206,11 +208,3 @@ class _Swapped:
         dy_mid, _ = b.apply_backward(pb, dy, cb, False)
         dx_dot, ga = a.apply_backward_jvp(pa, da, dy_mid, dy_mid_dot, ca, ta, param_grads, input_grad)
         return dx_dot, (gb, ga)
-
-
-def _backward(layer, p, dy, cache, param_grads, input_grad):
-    """layer.apply_backward, its input gradient skipped (conv) or dropped (the rest) when not wanted."""
-    if layer.skips_input_grad:          # only built-in layers reach here (Conv2d, Upsample, AvgPool2d)
-        return layer.apply_backward(p, dy, cache, param_grads, input_grad)
-    dx, g = layer.apply_backward(p, dy, cache, param_grads)
-    return (dx if input_grad else None), g
