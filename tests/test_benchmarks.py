@@ -187,8 +187,7 @@ def test_gan_step_fusion_flag_sets_the_switch_its_header_reports(flag, says):
     process); the header reads the numpy switch after the timing, so it names the setting that ran."""
     import subprocess
     pytest.importorskip("torch")
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks", "gan_step.py")
-    out = subprocess.run([sys.executable, script, "--workload", "mixture", "--repeats", "1", "--steps-per-repeat", "1",
+    out = subprocess.run([sys.executable, gan_step.__file__, "--workload", "mixture", "--repeats", "1", "--steps-per-repeat", "1",
                           "--no-memory", "--threads", "1", "--fusion", flag],
                          capture_output=True, text=True, check=True).stdout
     assert f"ABBA, {says}" in out and "ratio minigan/torch" in out
