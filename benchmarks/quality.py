@@ -43,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from conditions import LoadMeter, cpu_model, openblas_env  # noqa: E402
 
+from minigan.gan.models import BOOKKEEPING  # noqa: E402
 from minigan.gan.trainer import read_checkpoint  # noqa: E402
 
 PACGAN = {  # Lin et al. 2018, Table 1: (modes, high-quality %, reverse KL)
@@ -143,10 +144,18 @@ def n_seeds(rows, how="{n} seeds (mean +- std)"):
 
 
 def recipe_line(rows):
-    recipes = {json.dumps(r["recipe"], sort_keys=True) for r in rows}
-    recipe = {k: v for k, v in sorted(rows[0]["recipe"].items()) if k not in ("sample_every", "checkpoint_every")}
-    return (f"Recipe (read from the runs' config.json{'' if len(recipes) == 1 else '; THE RUNS DIFFER, first shown'}): "
-            f"`{json.dumps(recipe)}`")
+    """The first run's recipe, and the keys in which the runs' recipes differ: training keys loudly (the
+    rows are not one recipe), BOOKKEEPING keys apart (the same weights; each row names its sampler)."""
+    first = rows[0]["recipe"]
+    differ = sorted({k for r in rows for k in {*r["recipe"], *first} if r["recipe"].get(k, ()) != first.get(k, ())})
+    training = [k for k in differ if k not in BOOKKEEPING]
+    bookkeeping = [k for k in differ if k in BOOKKEEPING]
+    said = f"; THE RUNS DIFFER in {', '.join(training)}: the first run's shown" if training else ""
+    if bookkeeping:
+        said += (f"; {'also' if training else 'the runs differ only'} in {', '.join(bookkeeping)}, which never "
+                 f"change the weights (each row names the sampler its run chose)")
+    recipe = {k: v for k, v in sorted(first.items()) if k not in ("sample_every", "checkpoint_every")}
+    return f"Recipe (read from the runs' config.json{said}): `{json.dumps(recipe)}`"
 
 
 def section(preset, rows, summary_lines, columns, cell):

@@ -108,6 +108,20 @@ def test_quality_image_table_counts_the_goal_on_the_ratio_to_the_floor_and_step_
     assert q.step_seconds(tmp_path) == 1.0
 
 
+def test_quality_recipe_line_names_the_keys_the_runs_differ_in_and_tells_bookkeeping_apart():
+    q = _quality()
+    base = {"lr_d": 4e-4, "steps": 5000, "eval_every": 0, "eval_samples": 1000, "sample_every": 500}
+    rows = [{"recipe": dict(base)}, {"recipe": {**base, "eval_every": 1000, "sample_every": 100}}]
+    assert "the runs differ only in eval_every, sample_every, which never change the weights" in q.recipe_line(rows)
+    assert "DIFFER" not in q.recipe_line(rows) and "differ" not in q.recipe_line(rows[:1])
+    rows.append({"recipe": {**base, "lr_d": 2e-4, "steps": 6000}})
+    line = q.recipe_line(rows)
+    assert "THE RUNS DIFFER in lr_d, steps: the first run's shown; also in eval_every, sample_every," in line
+    assert '"lr_d": 0.0004' in line and "sample_every" not in line.split("`")[1]
+    rows.append({"recipe": {k: v for k, v in base.items() if k != "lr_d"}})      # (a key one run lacks)
+    assert "THE RUNS DIFFER in lr_d, steps:" in q.recipe_line(rows)
+
+
 def test_quality_tables_of_one_seed_say_so_instead_of_a_nan_spread():
     q = _quality()
     ring = [dict(seed=3, modes=8, hq_fraction=0.975, reverse_kl=0.002, sampler="ema", step_s=0.005, wall=90.0,

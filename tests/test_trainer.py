@@ -257,6 +257,22 @@ def test_own_nets_bad_use():
         Trainer(G=G, D=D, data=lambda n, rng: np.zeros((n - 1, 2)), z_dim=4, batch_size=8).train_step()
 
 
+@pytest.mark.parametrize("preset", ["mlp-mnist", "dcgan-stacked"])    # G with BatchNorm + EMA; D with BatchNorm
+def test_in_training_evaluation_never_changes_the_weights(preset):
+    """An evaluation draws from its own noise and leaves the nets' training state alone, so runs apart
+    only in models.BOOKKEEPING keys train the same weights (benchmarks/quality.py relies on it)."""
+    def run(eval_every):
+        t = Trainer(preset, seed=0, steps=3, batch_size=8, eval_every=eval_every, eval_samples=100,
+                    data_dir=shared_data("mnist"))
+        return t.run(progress=False)
+    a, b = run(1), run(0)
+    for name in ("G", "D"):
+        sa, sb = getattr(a, name).state_dict(), getattr(b, name).state_dict()
+        assert sa.keys() == sb.keys() and all(np.array_equal(sa[k], sb[k]) for k in sa), name
+    assert all(np.array_equal(a.ema[k], b.ema[k]) for k in b.ema)
+    assert a.rng.bit_generator.state == b.rng.bit_generator.state
+
+
 def test_collapse_is_warned_in_the_log_and_on_the_console(tmp_path, capsys, monkeypatch):
     """A sampler whose high-quality fraction falls to 0 at an in-training evaluation is warned about
     (naming it, with its earlier best); an early 0 (nothing learned yet) is not; a run that ends with

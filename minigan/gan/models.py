@@ -68,6 +68,11 @@ DEFAULT_RECIPE = {
     "dtype": "float32",
 }
 
+# recipe keys that change what a run writes and measures (pictures, checkpoints, in-training evaluations),
+# never its weights: evaluation draws from its own seeded noise (test_trainer pins this).  An image preset
+# does choose its sampler at its in-training evaluations, so runs apart in these keys may sample differently.
+BOOKKEEPING = ("sample_every", "checkpoint_every", "eval_every", "eval_samples")
+
 
 def _mlp(sizes, act, out_act=None, dropout=0.0, norm=None):
     """Linear layers of ``sizes``; each hidden one followed by ``norm`` (its Linear then has no bias: it
