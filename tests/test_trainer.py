@@ -572,11 +572,13 @@ def test_a_norm_or_size_key_is_refused_with_your_own_nets(key, value):
         Trainer(G=G, D=D, data=np.zeros((8, 2), np.float32), z_dim=4, **{key: value})
 
 
-def test_sample_runs_g_in_chunks_on_the_same_noise(monkeypatch):
+@pytest.mark.parametrize("preset,size", [("dcgan-mnist", "IMAGE_CHUNK"), ("ring8", "SAMPLE_CHUNK")])
+def test_sample_runs_g_in_chunks_on_the_same_noise(monkeypatch, preset, size):
     """sample() draws all its noise first and runs G on at most SAMPLE_CHUNK inputs at a time (stacked
-    MNIST's 26,000 samples at once exhausted 24 GB): the samples are those of one pass over all of it."""
-    t = Trainer("dcgan-mnist", seed=0, steps=1, batch_size=4, dtype="float64", data_dir=shared_data("mnist"))
-    whole = t.sample(10, seed=3, ema=False)
+    MNIST's 26,000 samples at once exhausted 24 GB; IMAGE_CHUNK for any G but a 2-D mixture's): the
+    samples are those of one pass over all of it."""
+    t = Trainer(preset, seed=0, steps=1, batch_size=4, dtype="float64", data_dir=shared_data("mnist"))
+    whole = t.sample(10, seed=3, ema=False, truncate=0)
     sizes = []
     forward = t.G.forward
 
@@ -584,7 +586,7 @@ def test_sample_runs_g_in_chunks_on_the_same_noise(monkeypatch):
         sizes.append(len(x))
         return forward(x, *a, **k)
     monkeypatch.setattr(t.G, "forward", spy, raising=False)
-    monkeypatch.setattr(trainer_mod, "SAMPLE_CHUNK", 4)
-    chunked = t.sample(10, seed=3, ema=False)
+    monkeypatch.setattr(trainer_mod, size, 4)
+    chunked = t.sample(10, seed=3, ema=False, truncate=0)
     assert sizes == [4, 4, 2]
     np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-12)

@@ -56,8 +56,11 @@ CALIBRATION_SEED, CALIBRATION_SAMPLES, CALIBRATION_CHUNK = 2**31 - 2, 10000, 250
 SELECT_SEED = 2**31 - 1       # the noise choose_sampler measures with (evaluate's default is seed 0)
 STANDING_SEED = 2**31 - 3     # the noise the EMA of G's BatchNorm statistics are measured on
 # sample() runs G on at most this many inputs at once (stacked MNIST's 26,000 through dcgan's G at once took
-# more than 24 GB)
+# more than 24 GB); any other G than a 2-D mixture's on IMAGE_CHUNK: a conv G's activations for 1,000 samples
+# are 100-200 MB each, which numpy ran 1.5-2.6x slower than chunks of 128 (the same samples to the bit; a
+# mixture's MLP is as fast either way, and its chunks change its samples in the last bit)
 SAMPLE_CHUNK = 1000
+IMAGE_CHUNK = 128
 # the samples choose_sampler draws from each sampler of a 2-D mixture: 8x the protocol's 2,500, so that two
 # samplers ~0.5 points of high quality apart are told apart (the estimate's std: 0.4 points at 2,500, 0.14 here)
 SELECT_SAMPLES = 20_000
@@ -551,17 +554,17 @@ class Trainer:
         if ema and self.ema is None:
             raise ValueError("this run keeps no EMA of G (recipe ema=0): sample from the raw G (ema=False)")
         net = self._net(ema)
+        chunk = SAMPLE_CHUNK if self.mixture is not None else IMAGE_CHUNK
 
         def draw(idx):                  # the inputs of positions idx (their labels fixed), fresh noise
             z = to_backend(rng.standard_normal((len(idx), self.recipe["z_dim"])).astype(self.dtype), self.backend)
             return self._g_input(z, labels[idx]) if self.recipe["conditional"] else z
         if q:
             out = to_backend(truncated_sample(net, draw, n, self._threshold(net, q), n_inputs=self.recipe["z_dim"],
-                                              chunk=SAMPLE_CHUNK), "numpy")
+                                              chunk=chunk), "numpy")
         else:                           # all the noise at once (the same draws for any n), G in chunks: memory
             x = draw(np.arange(n))
-            out = np.concatenate([to_backend(net(x[lo:lo + SAMPLE_CHUNK]), "numpy")
-                                  for lo in range(0, max(n, 1), SAMPLE_CHUNK)])
+            out = np.concatenate([to_backend(net(x[lo:lo + chunk]), "numpy") for lo in range(0, max(n, 1), chunk)])
         return np.asarray(out, dtype=np.float64)
 
     def truncation_threshold(self, q=None, ema=None):

@@ -28,9 +28,11 @@ N_FEATURE_LAYERS = 12
 
 
 class MnistClassifier:
-    """features(x) -> (N, 128), probs(x) -> (N, 10), predict(x) -> (N,), in eval mode, batched."""
+    """features(x) -> (N, 128), probs(x) -> (N, 10), predict(x) -> (N,), in eval mode, ``batch`` images a
+    pass (128: numpy ran 3,000 images 1.5-1.8x faster than in passes of 500; the same features to the bit,
+    the logits to the last bit or so: the inception score moves in its 9th digit)."""
 
-    def __init__(self, path=WEIGHTS, backend="numpy", batch=500):
+    def __init__(self, path=WEIGHTS, backend="numpy", batch=128):
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"classifier weights not found at {path}; train them with "
