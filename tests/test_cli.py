@@ -111,3 +111,15 @@ def test_train_without_mnist_says_where_to_get_it(tmp_path):
     env["MINIGAN_CACHE"] = str(tmp_path / "empty-cache")
     r = run_minigan("train", "--preset", "mlp-mnist", cwd=tmp_path, timeout=120, env=env)
     assert r.returncode == 1 and "--download" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_end_of_training_line_says_each_kind_of_run_in_its_own_metrics():
+    stacked = {"step": 5000, "sampler": "raw", "modes": 1000, "kl": 0.0871,
+               "ema_g": {"modes": 999, "kl": 0.0942}, "raw_g": {"modes": 1000, "kl": 0.0871}}
+    assert cli._measured_line("dcgan-stacked", stacked) == (
+        "dcgan-stacked, step 5000: 1000/1000 modes, KL 0.087 (raw G, chosen by measurement over the EMA of G: "
+        "999/1000 modes, KL 0.094)")
+    mnist = {"step": 7, "sampler": "ema", "fid": 27.6, "digit_kl": 0.0173, "truncate": 0.1,
+             "untruncated": {"fid": 30.5, "digit_kl": 0.02}}
+    assert cli._measured_line("dcgan-mnist", mnist) == ("dcgan-mnist, step 7: FID 27.60, digit KL 0.0173 (Jacobian "
+                                                        "truncation 0.1, without it FID 30.50, digit KL 0.0200)")

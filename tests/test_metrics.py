@@ -1,6 +1,7 @@
 """Metrics on cases with known answers, the shipped MNIST evaluator, `minigan eval`."""
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -81,8 +82,11 @@ def test_eval_cli_on_ring8_and_mnist_runs(tmp_path):
     out = json.loads(r.stdout)
     assert {"modes", "hq_fraction", "reverse_kl"} <= set(out) and 0 <= out["hq_fraction"] <= 1
     assert (tmp_path / "r" / "curves.png").exists() and (tmp_path / "r" / "eval_samples.png").exists()
-    assert run_minigan("train", "--preset", "mlp-mnist", "--steps", "3", "--batch-size", "16", "--out", "m",
-                    "--data-dir", mnist, "--quiet", cwd=tmp_path).returncode == 0
+    r = run_minigan("train", "--preset", "mlp-mnist", "--steps", "3", "--batch-size", "16", "--out", "m",
+                    "--data-dir", mnist, "--quiet", "--set", "select_samples=300", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"mlp-mnist, step 3: FID [\d.]+, digit KL [\d.]+ \((EMA of G|raw G), chosen by measurement "
+                     r"over the (raw G|EMA of G): FID [\d.]+, digit KL [\d.]+\)", r.stderr), r.stderr
     r = run_minigan("eval", "m", "--json", "--n", "300", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
@@ -94,7 +98,7 @@ def test_eval_cli_on_ring8_and_mnist_runs(tmp_path):
 def test_stacked_eval_counts_modes(tmp_path):
     from minigan.gan.trainer import Trainer
 
-    t = Trainer("dcgan-stacked", seed=0, steps=1, batch_size=4, data_dir=shared_data("mnist"))
+    t = Trainer("dcgan-stacked", seed=0, steps=1, batch_size=4, data_dir=shared_data("mnist"), select_samples=0)
     t.run(progress=False)
     out = metrics.evaluate(t, n=500)
     assert 0 < out["modes"] <= 1000 and out["kl"] >= 0 and out["floor"]["modes"] > 350
@@ -113,7 +117,7 @@ def test_score_mnist_samples_gives_what_evaluate_gives():
     """Any generator's samples are scored against the same real images as a run's evaluate."""
     from minigan.gan.trainer import Trainer
 
-    t = Trainer("mlp-mnist", seed=0, steps=2, batch_size=16, data_dir=shared_data("mnist"))
+    t = Trainer("mlp-mnist", seed=0, steps=2, batch_size=16, data_dir=shared_data("mnist"), select_samples=0)
     t.run(progress=False)
     out = metrics.evaluate(t, n=300, seed=3)
     fake = t.sample(300, seed=3, ema=out["sampler"] == "ema")
@@ -178,7 +182,7 @@ def test_the_real_reference_passes_the_classifier_once_per_images_n_seed_and_wei
 def test_evaluate_every_other_preset(preset):
     from minigan.gan.trainer import Trainer
 
-    t = Trainer(preset, seed=0, steps=1, batch_size=4, data_dir=shared_data("mnist"))
+    t = Trainer(preset, seed=0, steps=1, batch_size=4, data_dir=shared_data("mnist"), select_samples=0)
     t.run(progress=False)
     out = metrics.evaluate(t, n=200)
     keys = {"modes", "hq_fraction", "reverse_kl"} if t.mixture is not None else \

@@ -7,7 +7,7 @@ import pytest
 import minigan
 from minigan import checkpoint
 from minigan.gan import trainer as trainer_mod
-from minigan.gan.models import PRESETS
+from minigan.gan.models import MIXTURE_SELECT, PRESETS, recipe_for
 from minigan.gan.trainer import CheckpointError, Trainer, TrainingDiverged
 
 from conftest import drop_recipe_key, shared_data
@@ -32,7 +32,7 @@ def _assert_identical(a, b):
                                           ("ring8", dict(BUSY, penalty="wgan_gp", penalty_every=3, spectral_norm=True)),
                                           ("grid25", dict(steps=6, batch_size=16, penalty="r1", checkpoint_every=3)),
                                           ("dcgan-mnist", dict(steps=4, batch_size=4, sample_every=2,
-                                                               checkpoint_every=2, d_dropout=0.3))])
+                                                               checkpoint_every=2, d_dropout=0.3, select_samples=0))])
 def test_resume_is_bit_identical(tmp_path, preset, extra, backend):
     """On every available backend (cupy: needs deterministic GPU kernels too)."""
     kw = dict(data_dir=shared_data("mnist")) if preset != "ring8" else {}
@@ -115,7 +115,8 @@ def test_log_and_pictures(tmp_path):
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_preset_trains_a_step(tmp_path, preset):
-    t = Trainer(preset, seed=0, out_dir=tmp_path, steps=1, batch_size=4, data_dir=shared_data("mnist"))
+    t = Trainer(preset, seed=0, out_dir=tmp_path, steps=1, batch_size=4, data_dir=shared_data("mnist"),
+                select_samples=0)       # (the end-of-training choice: its own test)
     t.run(progress=False)
     assert (tmp_path / "samples.png").exists() and t.step == 1
     if t.recipe["conditional"]:
@@ -263,7 +264,7 @@ def test_in_training_evaluation_never_changes_the_weights(preset):
     only in models.BOOKKEEPING keys train the same weights (benchmarks/quality.py relies on it)."""
     def run(eval_every):
         t = Trainer(preset, seed=0, steps=3, batch_size=8, eval_every=eval_every, eval_samples=100,
-                    data_dir=shared_data("mnist"))
+                    select_samples=0, data_dir=shared_data("mnist"))
         return t.run(progress=False)
     a, b = run(1), run(0)
     for name in ("G", "D"):
@@ -328,7 +329,7 @@ def test_the_sampler_is_chosen_by_measurement_and_kept_with_the_checkpoint(tmp_p
     t.ema.update({k: v.copy() for k, v in ema_net.parameters().items()})     # (sampling_net refills from t.ema)
     with open(tmp_path / "log.jsonl", "a") as log:
         t.choose_sampler(log=log)
-    assert t.sampler == good and t.measured["n"] == trainer_mod.SELECT_SAMPLES    # (not the protocol's 2,500)
+    assert t.sampler == good and t.measured["n"] == MIXTURE_SELECT          # (not the protocol's 2,500)
     assert np.allclose(t.sample(5), t.mixture.centers[3])         # the default sampler is the chosen one
     assert not np.allclose(t.sample(5, ema=good != "ema"), t.mixture.centers[3])
     m = evaluate(t)
@@ -462,7 +463,7 @@ def test_ema_bn_batches_0_samples_with_gs_statistics_and_old_runs_resume_so(tmp_
         _bn_gan(ema_bn_batches=-1)
     # a run saved before the key sampled with G's statistics, and resumes so (the key's default is 16)
     Trainer("dcgan-mnist", seed=0, steps=1, batch_size=4, data_dir=shared_data("mnist"), out_dir=tmp_path,
-            sample_every=0, ema_bn_batches=0).run(progress=False)
+            sample_every=0, ema_bn_batches=0, select_samples=0).run(progress=False)
     drop_recipe_key(tmp_path, "ema_bn_batches")
     back = Trainer.resume(tmp_path)
     assert back.recipe["ema_bn_batches"] == 0 and PRESETS["dcgan-mnist"].recipe.get("ema_bn_batches", 16) > 0
@@ -490,7 +491,7 @@ def _resumed_dcgan(tmp_path, key, value, legacy):
     key had (``legacy``), the key is first dropped from its files, as those runs have it."""
     run = tmp_path / f"{key}-{value}"
     Trainer("dcgan-mnist", seed=0, steps=1, batch_size=4, data_dir=shared_data("mnist"), out_dir=run,
-            sample_every=0, **{key: value}).run(progress=False)
+            sample_every=0, select_samples=0, **{key: value}).run(progress=False)
     if value == legacy:
         drop_recipe_key(run, key)
     return Trainer.resume(run)
@@ -570,6 +571,45 @@ def test_a_norm_or_size_key_is_refused_with_your_own_nets(key, value):
     D = minigan.Sequential(minigan.nn.Linear(2, 1), seed=0)
     with pytest.raises(ValueError, match=f"recipe key '{key}' builds a preset's nets"):
         Trainer(G=G, D=D, data=np.zeros((8, 2), np.float32), z_dim=4, **{key: value})
+
+
+@pytest.mark.parametrize("key", ["eval_every", "select_samples"])
+def test_a_key_that_scores_with_a_presets_metrics_is_refused_with_your_own_nets(key):
+    G = minigan.Sequential(minigan.nn.Linear(4, 2), seed=0)
+    D = minigan.Sequential(minigan.nn.Linear(2, 1), seed=0)
+    with pytest.raises(ValueError, match=f"recipe key '{key}' scores a preset's samples.*features=.*got 10"):
+        Trainer(G=G, D=D, data=np.zeros((8, 2), np.float32), z_dim=4, **{key: 10})
+    Trainer(G=G, D=D, data=np.zeros((8, 2), np.float32), z_dim=4, **{key: 0})
+
+
+def test_an_image_run_chooses_its_sampler_at_the_end_on_select_samples_of_fresh_noise(tmp_path):
+    """An image preset with an EMA measures both samplers at the end of training on ``select_samples``
+    samples of choose_sampler's own noise, and keeps the better; 0: no choice (the EMA samples); the
+    presets ship what `minigan eval` scores (5,000; 26,000 for stacked MNIST); a run saved before the
+    key did not choose, and resumes so."""
+    from minigan.metrics import better_sampler
+    assert [recipe_for(p)["select_samples"] for p in ("mlp-mnist", "dcgan-mnist", "dcgan-stacked")] == \
+        [5000, 5000, 26000]
+    with pytest.raises(ValueError, match="select_samples must be an int >= 0, got -1"):
+        recipe_for("dcgan-mnist", select_samples=-1)
+
+    def run(select, out):
+        t = Trainer("mlp-mnist", seed=0, steps=2, batch_size=16, select_samples=select, sample_every=0,
+                    out_dir=out, data_dir=shared_data("mnist"))
+        t.run(progress=False)
+        return t, [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    t, records = run(300, tmp_path / "a")
+    chosen = [r for r in records if "measured" in r]
+    assert len(chosen) == 1 and chosen[0]["step"] == 2 and t.measured["n"] == 300
+    assert t.sampler == chosen[0]["sampler"] == better_sampler(t.measured)
+    assert Trainer.resume(tmp_path / "a", data_dir=shared_data("mnist")).sampler == t.sampler
+    t, records = run(0, tmp_path / "b")
+    assert t.sampler == "ema" and t.measured is None and not [r for r in records if "measured" in r]
+    drop_recipe_key(tmp_path / "a", "select_samples")
+    assert Trainer.resume(tmp_path / "a", data_dir=shared_data("mnist")).recipe["select_samples"] == 0
+    Trainer("ring8", seed=0, steps=1, batch_size=8, out_dir=tmp_path / "c", sample_every=0).run(progress=False)
+    drop_recipe_key(tmp_path / "c", "select_samples")                 # (a 2-D run always chose: it still does)
+    assert Trainer.resume(tmp_path / "c").recipe["select_samples"] == MIXTURE_SELECT
 
 
 @pytest.mark.parametrize("preset,size", [("dcgan-mnist", "IMAGE_CHUNK"), ("ring8", "SAMPLE_CHUNK")])

@@ -8,6 +8,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from .. import nn
+from ..data import MIXTURES
 from .augment import parse_augment
 from .truncation import check_truncate
 
@@ -65,13 +66,17 @@ DEFAULT_RECIPE = {
     "sample_every": 500, "checkpoint_every": 500,
     "eval_every": 0,              # evaluate (minigan.metrics.evaluate) into the log every N steps (0: off)
     "eval_samples": 1000,         # generated samples per in-training evaluation
+    "select_samples": 0,          # the samples each sampler draws for the end-of-training choice between the EMA
+                                  # of G and the raw G (Trainer.choose_sampler, on noise of its own; a 2-D mixture's
+                                  # also warns when no sample lies near a mode); 0: no choice at the end (the last
+                                  # in-training evaluation's stands, else the EMA's)
     "dtype": "float32",
 }
 
-# recipe keys that change what a run writes and measures (pictures, checkpoints, in-training evaluations),
-# never its weights: evaluation draws from its own seeded noise (test_trainer pins this).  An image preset
-# does choose its sampler at its in-training evaluations, so runs apart in these keys may sample differently.
-BOOKKEEPING = ("sample_every", "checkpoint_every", "eval_every", "eval_samples")
+# recipe keys that change what a run writes and measures (pictures, checkpoints, evaluations, the sampler
+# choice), never its weights: evaluation draws from its own seeded noise (test_trainer pins this).  A run
+# chooses its sampler at its evaluations, so runs apart in these keys may sample differently.
+BOOKKEEPING = ("sample_every", "checkpoint_every", "eval_every", "eval_samples", "select_samples")
 
 
 def _mlp(sizes, act, out_act=None, dropout=0.0, norm=None):
@@ -152,6 +157,14 @@ def _resnet_mnist(r, ch=64):
     return G, D
 
 
+# the samples per sampler of each preset's end-of-training choice between its EMA and its raw G (select_samples):
+# a 2-D mixture's 8x the protocol's 2,500, so that two samplers ~0.5 points of high quality apart are told
+# apart (the estimate's std: 0.4 points at 2,500, 0.14 here); MNIST's and stacked MNIST's are what `minigan
+# eval` scores (stacked MNIST: the KL estimate's std ~0.001 at 26,000, its EMA and raw G 0.001-0.011 apart in
+# sessions 34-37's evaluations, the raw G ahead in 6 of 12).  On a 2-core CPU the choice costs about what `minigan
+# eval` does: ~2 min for stacked MNIST (~6 % of the preset's 5k steps), ~20 s for MNIST
+MIXTURE_SELECT, MNIST_SELECT, STACKED_SELECT = 20_000, 5_000, 26_000
+
 PRESETS = {
     # ring8's recipe: the search on unseen seeds is in benchmarks/quality.md (Adam's beta2 0.9 instead
     # of 0.999 ended the collapses; 16k steps let the slow seeds reach ~96 %; the learning rate
@@ -180,7 +193,8 @@ PRESETS = {
         data="ring8", z_dim=16, width=128, steps=10000, batch_size=256, lr_g=1e-3, lr_d=1e-3, objective="hinge",
         lr_schedule="exponential", lr_gamma=0.9998613802, penalty="wgan_gp", penalty_weight=0.1, penalty_every=8,
         truncate=0.1, betas_g=[0.5, 0.9], betas_d=[0.5, 0.9], ema=0.9995, eval_every=1000, eval_samples=2500,
-        sample_every=2000, checkpoint_every=2000), "8 Gaussians on the unit circle (std 0.01), MLP G and D"),
+        select_samples=MIXTURE_SELECT, sample_every=2000, checkpoint_every=2000),
+        "8 Gaussians on the unit circle (std 0.01), MLP G and D"),
     # grid25's: ring8's recipe (betas (0.5, 0.9), EMA 0.9995, lr 1e-3 decaying to a quarter) with 128 wide
     # nets; the 256 wide nets of session 5 took 20k steps to find the modes and reached ~88 % high quality
     # (benchmarks/quality.md); Jacobian truncation as ring8's (96.8 -> 99.8 % on 10 runs).  Without a
@@ -198,14 +212,15 @@ PRESETS = {
         data="grid25", z_dim=16, width=128, steps=30000, batch_size=256, lr_g=1e-3, lr_d=1e-3, objective="hinge",
         lr_schedule="exponential", lr_gamma=0.9999537913, penalty="wgan_gp", penalty_weight=0.1, penalty_every=8,
         truncate=0.1, betas_g=[0.5, 0.9], betas_d=[0.5, 0.9], ema=0.9995, eval_every=5000, eval_samples=2500,
-        sample_every=10000, checkpoint_every=5000), "25 Gaussians on a 5x5 grid (std 0.05), MLP G and D"),
+        select_samples=MIXTURE_SELECT, sample_every=10000, checkpoint_every=5000),
+        "25 Gaussians on a 5x5 grid (std 0.05), MLP G and D"),
     # mlp-mnist's: hinge loss, dropout 0.3 in D and an EMA of G (0.999) halve the FID of the plain
     # non-saturating recipe (3 seeds: 80.6 against 167.5, classifier features); BatchNorm in G (g_norm)
     # halves it again at 10k steps (seed 0: 46.7 against 85.9); with the EMA's own BatchNorm statistics
     # (ema_bn_batches) 20k steps reach 10.6, 25k 9.3, 30k 8.5 (1.8x the floor; benchmarks/quality.md;
     # R1, Adam betas (0.5, 0.9), packing and a decaying lr lost)
     "mlp-mnist": Preset(_mlp_mnist, dict(data="mnist", z_dim=100, steps=30000, batch_size=128, objective="hinge",
-                                         d_dropout=0.3, ema=0.999, g_norm="batch"),
+                                         d_dropout=0.3, ema=0.999, g_norm="batch", select_samples=MNIST_SELECT),
                         "MLP GAN on MNIST (z=100; G: BatchNorm and ReLU, tanh output; D: LeakyReLU, dropout; "
                         "hinge loss, EMA of G)"),
     # dcgan-mnist's: no BatchNorm in D (d_norm): its critic then judges each sample alone, not a batch of
@@ -231,7 +246,8 @@ PRESETS = {
     # depth 3 or 2 (d_depth) did not lower it (sessions 22-23).
     "dcgan-mnist": Preset(_dcgan_mnist, dict(data="mnist", z_dim=100, steps=16000, batch_size=128, init="dcgan",
                                              ema=0.999, d_norm="none", d_channels=64, d_depth=2, lr_g=4e-4, lr_d=4e-4,
-                                             penalty="r1", penalty_weight=0.1, penalty_every=4),
+                                             penalty="r1", penalty_weight=0.1, penalty_every=4,
+                                             select_samples=MNIST_SELECT),
                           "DCGAN on 28x28 MNIST"),
     # resnet-mnist's: dcgan-mnist's rate and penalty (4e-4 for both nets, a lazy R1 on D: gamma 0.1, every 4th
     # D step; session 35): seed 0's EMA scores FID 175 / 83 / 48.5 / 35.2 / 27.6 at 1k-5k steps against
@@ -241,7 +257,7 @@ PRESETS = {
     # Apart (session 36, seed 0, 4k): the rate alone 38.7, with R1 35.2 (seed 1: 39.9): the rate is most of the gain.
     "resnet-mnist": Preset(_resnet_mnist, dict(data="mnist", z_dim=128, steps=5000, batch_size=64, ema=0.999,
                                                lr_g=4e-4, lr_d=4e-4, penalty="r1", penalty_weight=0.1,
-                                               penalty_every=4),
+                                               penalty_every=4, select_samples=MNIST_SELECT),
                            "ResNet GAN on MNIST: residual up-blocks in G, down-blocks in D"),
     # dcgan-stacked's critic keeps its BatchNorm: without it seed 0 found 977 of 1,000 modes, KL 0.450, against
     # 1,000 and 0.162 (a critic that sees each batch's own statistics keeps G's 1,000 modes even; session 13).
@@ -256,7 +272,8 @@ PRESETS = {
     # 0.114 / 0.075 without it (seed 1 without: 0.100 / 0.076), 1,000 modes; ~1.5x fewer steps at 10k, one seed so far.
     "dcgan-stacked": Preset(lambda r: _dcgan_mnist(r, channels=3), dict(
         data="stacked-mnist", z_dim=100, steps=5000, batch_size=64, init="dcgan", ema=0.999, d_norm="batch",
-        d_channels=64, d_depth=2, lr_g=4e-4, lr_d=4e-4, penalty="r1", penalty_weight=0.1, penalty_every=4),
+        d_channels=64, d_depth=2, lr_g=4e-4, lr_d=4e-4, penalty="r1", penalty_weight=0.1, penalty_every=4,
+        select_samples=STACKED_SELECT),
         "DCGAN on stacked MNIST: three digits as RGB channels, 1000 modes"),
     "cgan-mnist": Preset(_mlp_mnist, dict(data="mnist", z_dim=100, steps=10000, batch_size=128, conditional=True),
                          "conditional MLP GAN on MNIST: one-hot digit joined to z and to D's input"),
@@ -297,7 +314,7 @@ def check_recipe(recipe, at_least=None):
     at_least = at_least or {}
     for key, low in (("batch_size", 1), ("steps", 1), ("n_critic", 1), ("pack", 1), ("z_dim", 1), ("width", 0),
                      ("d_channels", 0), ("d_depth", 0), ("sample_every", 0), ("checkpoint_every", 0),
-                     ("ema_bn_batches", 0)):                              # (0: never)
+                     ("ema_bn_batches", 0), ("eval_samples", 1), ("select_samples", 0)):       # (0: never)
         low, why = at_least.get(key, (low, ""))
         v = recipe[key]
         if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= low):
@@ -308,7 +325,7 @@ def check_recipe(recipe, at_least=None):
     if not (isinstance(recipe["topk"], (int, float, np.number)) and not isinstance(recipe["topk"], bool)
             and 0 < recipe["topk"] <= 1):
         raise ValueError(f"topk must be a fraction in (0, 1] (1: G learns from every fake), got {recipe['topk']!r}")
-    if parse_augment(recipe["augment"]) and recipe["data"] in ("ring8", "grid25"):
+    if parse_augment(recipe["augment"]) and recipe["data"] in MIXTURES:
         raise ValueError(f"augment transforms images; data {recipe['data']!r} are 2-D points (expected augment "
                          f"'none', got {recipe['augment']!r})")
     if recipe["ema"] >= 1:
@@ -348,7 +365,8 @@ def legacy_recipe(preset):
     default of today (every other missing key takes DEFAULT_RECIPE's value)."""
     dcgan = preset in DCGAN_PRESETS
     return {"width": LEGACY_WIDTH.get(preset, 0), "ema_bn_batches": 0, "d_norm": "batch" if dcgan else "none",
-            "d_channels": 64 if dcgan else 0, "d_depth": 2 if dcgan else 0}
+            "d_channels": 64 if dcgan else 0, "d_depth": 2 if dcgan else 0,
+            "select_samples": MIXTURE_SELECT if preset in MIXTURES else 0}       # (the 2-D mixtures chose)
 
 
 def spectral_normed(layers):

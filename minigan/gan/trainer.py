@@ -61,9 +61,6 @@ STANDING_SEED = 2**31 - 3     # the noise the EMA of G's BatchNorm statistics ar
 # mixture's MLP is as fast either way, and its chunks change its samples in the last bit)
 SAMPLE_CHUNK = 1000
 IMAGE_CHUNK = 128
-# the samples choose_sampler draws from each sampler of a 2-D mixture: 8x the protocol's 2,500, so that two
-# samplers ~0.5 points of high quality apart are told apart (the estimate's std: 0.4 points at 2,500, 0.14 here)
-SELECT_SAMPLES = 20_000
 
 
 def _record(log, rec):
@@ -88,6 +85,11 @@ def _custom_recipe(G, D, z_dim, overrides):
         if key in overrides and overrides[key] != DEFAULT_RECIPE[key]:
             raise ValueError(f"Trainer: recipe key {key!r} builds a preset's nets or data; with your own G, D "
                              f"and data, put it in them instead")
+    for key in ("eval_every", "select_samples"):     # (evaluate needs your features to score your own GAN)
+        if overrides.get(key):
+            raise ValueError(f"Trainer: recipe key {key!r} scores a preset's samples with its own metrics; score "
+                             f"your own GAN with minigan.metrics.evaluate(trainer, features=...) (expected {key} 0, "
+                             f"got {overrides[key]!r})")
     recipe = {**DEFAULT_RECIPE, **overrides, "data": CUSTOM, "z_dim": int(z_dim), "dtype": str(G.dtype)}
     check_recipe(recipe)
     return recipe
@@ -435,10 +437,11 @@ class Trainer:
                     if r["checkpoint_every"] and self.step % r["checkpoint_every"] == 0:
                         log.flush()
                         self.save()
-            if lead and self.mixture is not None:
-                # the run's last word on its sampler: the EMA or the raw G, whichever measures better
-                # (2,500 fresh points; an image preset chooses at its in-training evaluations)
-                if self.choose_sampler(log=log)["hq_fraction"] == 0:
+            if lead and r["select_samples"] and (self.ema is not None or self.mixture is not None):
+                # the run's last word on its sampler: the EMA or the raw G, whichever measures better on
+                # select_samples fresh samples each (a mixture's G alone is measured too: for the warning)
+                chosen = self.choose_sampler(n=r["select_samples"], log=log)
+                if self.mixture is not None and chosen["hq_fraction"] == 0:
                     self._warn(log, f"step {self.step}: no sample lies near any mode at the end of training (high-"
                                     f"quality fraction 0{' for the EMA and the raw G' if self.ema is not None else ''})")
         finally:
@@ -476,13 +479,13 @@ class Trainer:
 
     def choose_sampler(self, n=None, seed=SELECT_SEED, log=None):
         """Measure the EMA of G and the raw G side by side (metrics.evaluate on ``n`` samples of noise
-        from ``seed``, not the noise `minigan eval` scores with; by default SELECT_SAMPLES for the 2-D
-        mixtures, evaluate's own default otherwise) and sample from the better one from now on
+        from ``seed``, not the noise `minigan eval` scores with; by default the recipe's select_samples,
+        evaluate's own default where that is 0) and sample from the better one from now on
         (metrics.better_sampler); the choice is saved with the checkpoint.  ``log``: an open text file
         (log.jsonl) to append the measurement to.  -> the evaluate() result."""
         from ..metrics import better_sampler, evaluate
-        if n is None and self.mixture is not None:
-            n = SELECT_SAMPLES
+        if n is None and self.recipe["select_samples"]:
+            n = self.recipe["select_samples"]
         result = evaluate(self, n=n, seed=seed)
         self.sampler, self.measured = better_sampler(result), result
         _record(log, {"step": self.step, "sampler": self.sampler,
