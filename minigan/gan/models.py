@@ -160,9 +160,10 @@ def _resnet_mnist(r, ch=64):
 # the samples per sampler of each preset's end-of-training choice between its EMA and its raw G (select_samples):
 # a 2-D mixture's 8x the protocol's 2,500, so that two samplers ~0.5 points of high quality apart are told
 # apart (the estimate's std: 0.4 points at 2,500, 0.14 here); MNIST's and stacked MNIST's are what `minigan
-# eval` scores (stacked MNIST: the KL estimate's std ~0.001 at 26,000, its EMA and raw G 0.001-0.011 apart in
-# sessions 34-37's evaluations, the raw G ahead in 6 of 12).  On a 2-core CPU the choice costs about what `minigan
-# eval` does: ~2 min for stacked MNIST (~6 % of the preset's 5k steps), ~20 s for MNIST
+# eval` scores (stacked MNIST: the KL estimate's std ~0.001 at 26,000; in sessions 34-37's 14 evaluations
+# the raw G was ahead of its EMA in 6, by 0.001-0.008, behind in 8, by 0.003-0.083).  The choice costs what
+# `minigan eval` does: on a 2-core CPU beside another run ~3 min for stacked MNIST (~10 % of the preset's 5k
+# steps), ~50 s for MNIST (~1 % of dcgan-mnist's 16k)
 MIXTURE_SELECT, MNIST_SELECT, STACKED_SELECT = 20_000, 5_000, 26_000
 
 PRESETS = {
@@ -269,7 +270,8 @@ PRESETS = {
     # ~17k / ~25k to those: ~1.7x fewer steps, 1,000 modes throughout; then 0.061 at 20k: the lead narrows (GPU work);
     # seed 1: 0.061 at 15k, 0.053 at 20k (session 35), 0.049 at 25k: the goal, on one seed (session 36).
     # dcgan-mnist's lazy R1 too (gamma 0.1, every 4th D step; session 36): seed 0 KL 0.094 / 0.064 at 5k / 10k against
-    # 0.114 / 0.075 without it (seed 1 without: 0.100 / 0.076), 1,000 modes; ~1.5x fewer steps at 10k, one seed so far.
+    # 0.114 / 0.075 without it (seed 1 without: 0.100 / 0.076), 1,000 modes; ~1.5x fewer steps at 10k; seed 0 0.059 /
+    # 0.056 at 15k / 20k (without: 0.064 / 0.061), seed 1 0.090 at 5k (session 37).
     "dcgan-stacked": Preset(lambda r: _dcgan_mnist(r, channels=3), dict(
         data="stacked-mnist", z_dim=100, steps=5000, batch_size=64, init="dcgan", ema=0.999, d_norm="batch",
         d_channels=64, d_depth=2, lr_g=4e-4, lr_d=4e-4, penalty="r1", penalty_weight=0.1, penalty_every=4,
