@@ -120,6 +120,13 @@ MUTANTS = [
     ("collapse warning at every early zero", "minigan/gan/trainer.py",
      'if m["hq_fraction"] == 0 and peak is not None and peak[1] > 0:', 'if m["hq_fraction"] == 0:',
      ["tests/test_trainer.py", "-k", "collapse"]),
+    ("standing statistics draw their noise from the training RNG", "minigan/gan/trainer.py",
+     "        rng = np.random.default_rng(STANDING_SEED)\n", "        rng = self.rng\n",
+     ["tests/test_trainer.py", "-k", "in_training_evaluation_never_changes"]),
+    ("an image run never chooses its sampler at the end", "minigan/gan/trainer.py",
+     'if lead and r["select_samples"] and (self.ema is not None or self.mixture is not None):',
+     'if lead and r["select_samples"] and self.mixture is not None:',
+     ["tests/test_trainer.py", "-k", "chooses_its_sampler_at_the_end"]),
     ("malloc tuning ignores MINIGAN_TUNE_MALLOC=0", "minigan/allocator.py",
      'if flag == "0" or _user_tuned(environ)', "if _user_tuned(environ)", ["tests/test_allocator.py"]),
 ]
