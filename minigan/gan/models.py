@@ -162,7 +162,7 @@ def _resnet_mnist(r, ch=64):
 # apart (the estimate's std: 0.4 points at 2,500, 0.14 here); MNIST's and stacked MNIST's are what `minigan
 # eval` scores (stacked MNIST: the KL estimate's std ~0.001 at 26,000; in sessions 34-37's 16 evaluations
 # the raw G was ahead of its EMA in 7, by 0.001-0.008, behind in 9, by 0.003-0.083).  The choice costs what
-# `minigan eval` does: on a 2-core CPU beside another run ~3 min for stacked MNIST (~10 % of the preset's 5k
+# `minigan eval` does: on a 2-core CPU beside another run ~3 min for stacked MNIST (~1.5 % of the preset's 30k
 # steps), ~50 s for MNIST (~1 % of dcgan-mnist's 16k)
 MIXTURE_SELECT, MNIST_SELECT, STACKED_SELECT = 20_000, 5_000, 26_000
 
