@@ -256,6 +256,7 @@ PRESETS = {
     # matched (229 / 168 / 124 / 80 / 62): 5.8x the floor at 5k instead of 13-15x, digit KL 0.017 (0.024).
     # Seeds 1 and 2 at 5k: 31.2 and 31.6 (6.4 +- 0.5x over three seeds; session 36).
     # Apart (session 36, seed 0, 4k): the rate alone 38.7, with R1 35.2 (seed 1: 39.9): the rate is most of the gain.
+    # Seed 0 resumed past the default: 22.0 / 18.2 / 15.5 at 6k / 7k / 8k (3.3x), still -15 % a 1k (session 38).
     "resnet-mnist": Preset(_resnet_mnist, dict(data="mnist", z_dim=128, steps=5000, batch_size=64, ema=0.999,
                                                lr_g=4e-4, lr_d=4e-4, penalty="r1", penalty_weight=0.1,
                                                penalty_every=4, select_samples=MNIST_SELECT),
