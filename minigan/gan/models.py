@@ -274,10 +274,11 @@ PRESETS = {
     # 0.114 / 0.075 without it (seed 1 without: 0.100 / 0.076), 1,000 modes; ~1.5x fewer steps at 10k; seed 0
     # 0.059 / 0.056 / 0.047 at 15k / 20k / 25k (without: 0.064 / 0.061 at 15k / 20k): the goal; seed 1 0.090 /
     # 0.065 / 0.054 at 5k / 10k / 15k (without: 0.100 / 0.076 / 0.061), its raw G 0.049 at 15k (session 37);
-    # 0.051 / 0.046 at 20k / 25k (raw G 0.042): the goal on both seeds as it ships; at 30k 0.046 on both (seed 2:
-    # 0.098 / 0.067 / 0.057 / 0.059 at 5k-20k; session 38).
+    # 0.051 / 0.046 at 20k / 25k (raw G 0.042): the goal on both seeds as it ships; at 30k 0.046 on both (session
+    # 38). Seed 2: 0.059 at 20k, 0.052 / 0.051 at 25k / 30k (raw G 0.053): 1,000 modes, just short (session 39).
     # 30k steps since session 37 (5k before: 0.09-0.11 there): the goal was met at 25k on seed 0 (R1) and seed 1
-    # (plain), and the KL still fell 5-16 % a 5k steps at 20k-25k; ~3-3.3 h on a 2-core CPU at 0.35-0.4 s a step.
+    # (plain), and the KL still fell 5-16 % a 5k steps at 20k-25k; ~1.8 h alone on a 2-core AVX-512 CPU
+    # (0.18 s a step, two BLAS threads; session 39), ~3 h at 0.35-0.4 s with two runs sharing it.
     "dcgan-stacked": Preset(lambda r: _dcgan_mnist(r, channels=3), dict(
         data="stacked-mnist", z_dim=100, steps=30000, batch_size=64, init="dcgan", ema=0.999, d_norm="batch",
         d_channels=64, d_depth=2, lr_g=4e-4, lr_d=4e-4, penalty="r1", penalty_weight=0.1, penalty_every=4,
