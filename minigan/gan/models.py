@@ -263,23 +263,13 @@ PRESETS = {
                            "ResNet GAN on MNIST: residual up-blocks in G, down-blocks in D"),
     # dcgan-stacked's critic keeps its BatchNorm: without it seed 0 found 977 of 1,000 modes, KL 0.450, against
     # 1,000 and 0.162 (a critic that sees each batch's own statistics keeps G's 1,000 modes even; session 13).
-    # Packing (pack=2, PacDCGAN2) did not help at 5k (KL 0.176, unpacked 0.152); resumed to 10k it reached 0.107: steps
-    # are what lowered it (session 21; one seed; benchmarks/quality.md). Unpacked, seed 0 resumed: KL 0.109 / 0.080 /
-    # 0.070 / 0.062 at 10k / 15k / 20k / 25k, 1,000 modes throughout (sessions 22-23; 0.05 near 39k on its power law)
-    # at DCGAN's learning rate of 2e-4.  Doubled for both nets, as dcgan-mnist's (4e-4; session 34): KL 0.114 /
-    # 0.100 at 5k on seeds 0 / 1 (2e-4: 0.152-0.158 / 0.135), 0.075 / 0.076 at 10k; seed 0 0.064 at 15k. 2e-4 took
-    # ~17k / ~25k to those: ~1.7x fewer steps, 1,000 modes throughout; then 0.061 at 20k: the lead narrows (GPU work);
-    # seed 1: 0.061 at 15k, 0.053 at 20k (session 35), 0.049 at 25k: the goal, on one seed (session 36).
-    # dcgan-mnist's lazy R1 too (gamma 0.1, every 4th D step; session 36): seed 0 KL 0.094 / 0.064 at 5k / 10k against
-    # 0.114 / 0.075 without it (seed 1 without: 0.100 / 0.076), 1,000 modes; ~1.5x fewer steps at 10k; seed 0
-    # 0.059 / 0.056 / 0.047 at 15k / 20k / 25k (without: 0.064 / 0.061 at 15k / 20k): the goal; seed 1 0.090 /
-    # 0.065 / 0.054 at 5k / 10k / 15k (without: 0.100 / 0.076 / 0.061), its raw G 0.049 at 15k (session 37);
-    # 0.051 / 0.046 at 20k / 25k (raw G 0.042): the goal on both seeds as it ships; at 30k 0.046 on both (session
-    # 38). Seed 2: 0.059 at 20k, 0.052 / 0.051 at 25k / 30k (raw G 0.053): 1,000 modes,
-    # on the goal's line (0.050 +- 0.002 over five eval noise seeds; session 39).
-    # 30k steps since session 37 (5k before: 0.09-0.11 there): the goal was met at 25k on seed 0 (R1) and seed 1
-    # (plain), and the KL still fell 5-16 % a 5k steps at 20k-25k; ~1.8 h alone on a 2-core AVX-512 CPU
-    # (0.18 s a step, two BLAS threads; session 39), ~3 h at 0.35-0.4 s with two runs sharing it.
+    # Packing (pack=2, PacDCGAN2) did not help at 5k (KL 0.176, unpacked 0.152): steps are what lowered the KL
+    # (session 21).  dcgan-mnist's rate (4e-4 for both nets; session 34): ~1.7x fewer steps than DCGAN's 2e-4 to the
+    # same KL, 1,000 modes throughout.  dcgan-mnist's lazy R1 (gamma 0.1, every 4th D step; session 36): ~1.5x fewer
+    # steps at 10k (seed 0: KL 0.064 against 0.075 without it).  30k steps since session 37 (5k before: KL 0.09-0.11
+    # there), where the KL still fell 5-16 % a 5k steps at 20k-25k: seeds 0 / 1 / 2 end at KL 0.046 / 0.046 / 0.051
+    # (the last 0.050 +- 0.002 over five eval noise seeds), 1,000 modes (sessions 37-39; every seed's trajectory is
+    # in benchmarks/quality.md).  ~1.8 h alone on a 2-core AVX-512 CPU (0.18 s a step, two BLAS threads; session 39).
     "dcgan-stacked": Preset(lambda r: _dcgan_mnist(r, channels=3), dict(
         data="stacked-mnist", z_dim=100, steps=30000, batch_size=64, init="dcgan", ema=0.999, d_norm="batch",
         d_channels=64, d_depth=2, lr_g=4e-4, lr_d=4e-4, penalty="r1", penalty_weight=0.1, penalty_every=4,
