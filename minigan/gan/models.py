@@ -257,9 +257,9 @@ PRESETS = {
     # Seeds 1 and 2 at 5k: 31.2 and 31.6 (6.4 +- 0.5x over three seeds; session 36).
     # Apart (session 36, seed 0, 4k): the rate alone 38.7, with R1 35.2 (seed 1: 39.9): the rate is most of the gain.
     # Seed 0 resumed past the default: 22.0 / 18.2 / 15.5 at 6k / 7k / 8k (3.3x), still -15 % a 1k (session 38).
-    # Seed 1 from scratch to 15k (session 40): 29.9 / 20.5 / 15.0 / 12.1 / 12.0 / 9.9 at 5k / 7k / 9k / 11k / 13k /
-    # 15k (2.1x the floor at 15k, digit KL 0.008; flat from 11k to 13k, then -17 %): 15k steps since session 40
-    # (5k before), ~1.9 h alone on a 2-core AVX-512 CPU (0.45 s a step, two BLAS threads).
+    # Seed 1 from scratch (session 40): FID 29.9 at 5k, 9.9 at 15k (2.1x the floor, digit KL 0.008; its trajectory,
+    # and 2.0x at 17k, in benchmarks/quality.md): 15k steps since session 40 (5k before), ~1.9 h alone on a 2-core
+    # AVX-512 CPU (0.45 s a step, two BLAS threads).
     "resnet-mnist": Preset(_resnet_mnist, dict(data="mnist", z_dim=128, steps=15000, batch_size=64, ema=0.999,
                                                lr_g=4e-4, lr_d=4e-4, penalty="r1", penalty_weight=0.1,
                                                penalty_every=4, select_samples=MNIST_SELECT),
