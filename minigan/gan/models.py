@@ -225,26 +225,12 @@ PRESETS = {
                         "MLP GAN on MNIST (z=100; G: BatchNorm and ReLU, tanh output; D: LeakyReLU, dropout; "
                         "hinge loss, EMA of G)"),
     # dcgan-mnist's: no BatchNorm in D (d_norm): its critic then judges each sample alone, not a batch of
-    # reals or fakes normalised by its own statistics; seed 0, FID 95.6 / 68.7 / 56.6 at 3k / 4k / 5k steps
-    # against 110.7 / 86.3 / 73.7 with it (benchmarks/quality.md, session 13; TTUR, and spectral norm on that
-    # critic, lost).  16k steps: the FID falls 10-15 % a 1,000 steps from 5k to 8k on every seed measured
-    # (3 seeds to 6k: 49.1 / 51.0 / 55.5; seeds 0 and 1 at 8k: 38.8 / 40.4; session 14), and on by 4-10 % a
-    # 1,000 steps to 16k (seed 0: 20.5 at 16k, 4.3x the floor, digit KL 0.007; session 15).  The learning rate
-    # doubled for both nets (4e-4; DCGAN's 2e-4 until session 17): seed 0's EMA reaches at 3k / 6k steps the
-    # FID 2e-4 reached at ~5k / ~9.5k (59.5 / 33.7 against 95.6-106.0 / 49.1-55.5 at 3k / 6k on three seeds;
-    # 27.7 at 8k, where 2e-4 took ~11.5k): ~1.4-1.7x fewer steps to the same FID from 2k to 9k; G's rate alone
-    # doubled did as well for its EMA with a raw G that wandered more (its raw FID 159 at 4k against 109).
-    # Seed 0 to 16k (session 18): the lead narrows and ends, 20.6 / 20.3 / 21.1 / 20.3 at 13k-16k against
-    # 2e-4's 20.5 and 20.2 at 16k (seeds 0, 1), so at the default 16k the two rates score the same, and 4e-4
-    # is ahead at any earlier stop; seed 1 at 4e-4: 90.9 / 56.6 at 2k / 3k (2e-4: 154.2 / 103.9).
-    # A lazy R1 penalty on D (gamma 0.1, every 4th D step; session 19): switched on in that run's plateau at 18k
-    # (FID 19.9-21.1 from 13k to 18k) it fell to 17.6 / 16.2 / 15.5 / 15.1 at 20k-23k; from scratch it keeps
-    # pace with the run without it, then leads (FID 204 / 89 / 55 / 33.6 / 27.4 at 1k, 2k, 3k, 5k, 6k against
-    # 219 / 95 / 60 / 39.7 / 33.7; 25.1 at 7k, where the run without it scored 31.0), and at 16k scores 16.1
-    # against 20.3 (session 20; seed 0; still falling 1-6 % a 1,000 steps). On an H100: 16.9 / 19.5 / 16.7 at
-    # 11.5k, seeds 0-2 (session 25).
-    # In the plateau near 13 (26k-32k), top-k G updates (topk), DiffAugment (augment) and a fresh critic of
-    # depth 3 or 2 (d_depth) did not lower it (sessions 22-23).
+    # reals or fakes normalised by its own statistics (seed 0 at 5k: FID 56.6 against 73.7 with it; session 13).
+    # The learning rate doubled for both nets (4e-4; DCGAN's 2e-4 until session 17): ~1.4-1.7x fewer steps to the
+    # same FID from 2k to 9k, the same FID at 16k (session 18).  A lazy R1 penalty on D (gamma 0.1, every 4th D
+    # step; session 20): seed 0 at 16k 16.1 against 20.3 without it; on an H100 16.9 / 19.5 / 16.7 at 11.5k,
+    # seeds 0-2 (session 25).  In the plateau near 13 (26k-32k) top-k G updates, DiffAugment and a fresh critic
+    # of depth 3 or 2 did not lower it (sessions 22-23).  Every trajectory is in benchmarks/quality.md.
     "dcgan-mnist": Preset(_dcgan_mnist, dict(data="mnist", z_dim=100, steps=16000, batch_size=128, init="dcgan",
                                              ema=0.999, d_norm="none", d_channels=64, d_depth=2, lr_g=4e-4, lr_d=4e-4,
                                              penalty="r1", penalty_weight=0.1, penalty_every=4,
