@@ -18,6 +18,7 @@ import concurrent.futures
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# One mutant's tests take 0.3-60 s; a run past TIMEOUT_S is a stall (one was seen in CI: 12+ min on a test
+# that takes 25 s there), reported as its own outcome that fails the check, never counted as killed.
+TIMEOUT_S = 300
+FAULTHANDLER_S = 120     # pytest dumps every thread's stack when one test runs longer than this
 
 # (name, file, old, new, tests that must fail)
 MUTANTS = [
@@ -153,8 +158,13 @@ def copy_tree(tmp):
         (shutil.copytree if src.is_dir() else shutil.copy)(src, Path(tmp) / part)
 
 
-def run_mutant(tmp, name, rel, old, new, tests, shared):
-    """-> (killed, seconds, the last line pytest printed); the copy is restored afterwards."""
+def run_mutant(tmp, name, rel, old, new, tests, shared, timeout=TIMEOUT_S):
+    """-> (outcome, seconds, the last lines pytest printed); the copy is restored afterwards.
+
+    outcome is "killed" (the tests failed), "SURVIVED" (they passed), "ERROR n" (pytest exited n: its tests
+    never ran, e.g. an import failed or ``-k`` chose none) or "TIMED OUT" (still running after
+    ``timeout`` seconds: the whole process group is killed, and what pytest printed, with faulthandler's
+    stack dump of any test that ran past FAULTHANDLER_S, comes back so a stall can be diagnosed)."""
     path = Path(tmp) / rel
     text = path.read_text()
     if text.count(old) != 1:
@@ -163,20 +173,40 @@ def run_mutant(tmp, name, rel, old, new, tests, shared):
     path.write_text(text.replace(old, new))
     env = dict(os.environ, PYTHONPATH=tmp + os.pathsep + os.environ.get("PYTHONPATH", ""),
                MINIGAN_SHARED=str(shared))
+    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+           "-o", f"faulthandler_timeout={FAULTHANDLER_S}", *tests]
     t0 = time.perf_counter()
     try:
-        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
-                           cwd=tmp, env=env, capture_output=True, text=True)
+        p = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+        try:
+            out, _ = p.communicate(timeout=timeout)
+            # pytest exits 1 when tests failed, 0 when all passed; 2-5 mean it never ran them properly
+            # (a collection error, a missing import, no test selected): not a kill, and not a survival either
+            outcome = {1: "killed", 0: "SURVIVED"}.get(p.returncode, f"ERROR {p.returncode}")
+        except subprocess.TimeoutExpired:
+            # pytest and anything it started (numba's workers, a stuck BLAS pool) share its new session
+            if hasattr(os, "killpg"):
+                os.killpg(p.pid, signal.SIGKILL)
+            else:
+                p.kill()
+            out, _ = p.communicate()
+            outcome = "TIMED OUT"
     finally:
         path.write_text(text)
-    tail = (r.stdout.strip().splitlines() or [""])[-1]
-    return r.returncode == 1, time.perf_counter() - t0, tail
+    lines = out.strip().splitlines() or [""]
+    if outcome == "killed":
+        return outcome, time.perf_counter() - t0, lines[-1]
+    # a stack dump reads most recent call first: keep its head, where the stalled test's own frames are
+    return outcome, time.perf_counter() - t0, "\n".join(lines[:300] if outcome == "TIMED OUT" else lines[-40:])
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-k", default="", help="only the mutants whose name contains this")
     ap.add_argument("-j", type=int, default=min(2, os.cpu_count() or 1), help="mutants run at once (one copy each)")
+    ap.add_argument("--timeout", type=float, default=TIMEOUT_S,
+                    help=f"seconds one mutant's tests may run before it counts as a stall (default {TIMEOUT_S})")
     args = ap.parse_args()
     shared = Path(os.environ.get("MINIGAN_SHARED", ROOT.parent / "shared"))
     chosen = [m for m in MUTANTS if args.k in m[0]]
@@ -188,26 +218,32 @@ def main():
     def one(mutant):
         tmp = copies.get()
         try:
-            return mutant, run_mutant(tmp, *mutant, shared)
+            return mutant, run_mutant(tmp, *mutant, shared, timeout=args.timeout)
         finally:
             copies.put(tmp)
-    survivors = []
+    survivors, stalled, broken = [], [], []
     try:
         for d in dirs:
             copy_tree(d)
             copies.put(d)
         with concurrent.futures.ThreadPoolExecutor(len(dirs)) as pool:
-            for (name, _, _, _, tests), (killed, secs, tail) in pool.map(one, chosen):
-                print(f"{'killed  ' if killed else 'SURVIVED'} {secs:6.1f} s  {name}  ({' '.join(tests)}: {tail})",
+            for (name, _, _, _, tests), (outcome, secs, tail) in pool.map(one, chosen):
+                if outcome == "killed":
+                    print(f"killed   {secs:6.1f} s  {name}  ({' '.join(tests)}: {tail})", flush=True)
+                    continue
+                print(f"{outcome} {secs:6.1f} s  {name}  ({' '.join(tests)}); what pytest printed:\n{tail}",
                       flush=True)
-                if not killed:
-                    survivors.append(name)
+                (survivors if outcome == "SURVIVED" else stalled if outcome == "TIMED OUT" else broken).append(name)
     finally:
         for d in dirs:
             shutil.rmtree(d, ignore_errors=True)
-    print(f"{len(chosen) - len(survivors)} of {len(chosen)} mutants killed"
-          + (f"; survivors: {survivors}" if survivors else ""))
-    return 1 if survivors else 0
+    killed = len(chosen) - len(survivors) - len(stalled) - len(broken)
+    print(f"{killed} of {len(chosen)} mutants killed"
+          + (f"; survivors: {survivors}" if survivors else "")
+          + (f"; timed out after {args.timeout:g} s (neither killed nor survived: the check fails): {stalled}"
+             if stalled else "")
+          + (f"; tests that never ran (pytest's exit status was not 0 or 1): {broken}" if broken else ""))
+    return 1 if survivors or stalled or broken else 0
 
 
 if __name__ == "__main__":
