@@ -246,7 +246,7 @@ PRESETS = {
     # Seed 1 from scratch (session 40): FID 29.9 at 5k, 9.9 at 15k (2.1x the floor, digit KL 0.008; its trajectory,
     # and 2.0x at 17k, in benchmarks/quality.md): 15k steps since session 40 (5k before), ~1.9 h alone on a 2-core
     # AVX-512 CPU (0.45 s a step, two BLAS threads).  Seed 2 from scratch (session 41): 36.8 at 5k, 10.1 at 15k (2.14x).
-    # Seed 0 from scratch (session 42): 30.9 at 5k, 12.3 at 15k (2.61x; digit KL 0.015, over the goal's 0.01).
+    # Seed 0 from scratch (session 42): 30.9 at 5k, 12.3 at 15k (2.61x; digit KL 0.015, over the goal), 13.6 at 17k.
     "resnet-mnist": Preset(_resnet_mnist, dict(data="mnist", z_dim=128, steps=15000, batch_size=64, ema=0.999,
                                                lr_g=4e-4, lr_d=4e-4, penalty="r1", penalty_weight=0.1,
                                                penalty_every=4, select_samples=MNIST_SELECT),
