@@ -268,10 +268,13 @@ def test_matmul_is_the_gemm_where_k_is_1(m, n, order, dtype, seed):
         b.flat[rng.integers(0, n, 2)] = rng.choice(specials, 2)
         a, b = np.asarray(a, order=order), np.asarray(b, order=order)
         got, want = minigan.ops.matmul(a, b), a @ b
-        assert got.tobytes() == want.tobytes() and got.shape == want.shape and got.dtype == want.dtype
+        # (compared as one bool: pytest's assertion diff of two ~360 kB byte strings runs for minutes)
+        same_bits = got.tobytes() == want.tobytes()
+        assert same_bits and got.shape == want.shape and got.dtype == want.dtype
         assert not np.any((got == 0) & np.signbit(got))                    # +0, never -0
         x, y = rng.standard_normal((m, 2)).astype(dtype), rng.standard_normal((2, n)).astype(dtype)
-        assert minigan.ops.matmul(x, y).tobytes() == (x @ y).tobytes()     # K = 2: the GEMM
+        same_bits = minigan.ops.matmul(x, y).tobytes() == (x @ y).tobytes()
+        assert same_bits                                                   # K = 2: the GEMM
 
 
 def test_results_do_not_alias_the_column_scratch(cpu_kernels):
