@@ -311,10 +311,18 @@ def _eval(args):
     import json
 
     from .gan.trainer import Trainer
-    from .metrics import evaluate
+    from .metrics import evaluate, summarize_draws
 
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    if args.draws < 1:
+        raise UsageError(f"--draws must be >= 1, got {args.draws}")
     t = Trainer.resume(args.run_dir, data_dir=args.data_dir, backend=args.backend, repair_log=False)
     result = evaluate(t, n=args.n, seed=args.seed)
+    if args.draws > 1:                  # the same metrics on seeds seed+1 ... seed+K-1, then each one's mean and std
+        seeds = list(range(args.seed, args.seed + args.draws))
+        result["draws"] = {"seeds": seeds, **summarize_draws(
+            [result] + [evaluate(t, n=args.n, seed=s) for s in seeds[1:]])}
     curves = write_curves(args.run_dir)
     if curves:
         result["curves"] = curves
@@ -383,6 +391,9 @@ def build_parser():
     p.add_argument("--json", action="store_true", help="one compact line of JSON")
     p.add_argument("--n", type=int, help="number of generated samples (default: the protocol's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated noise and real subsets")
+    p.add_argument("--draws", type=int, default=1, metavar="K",
+                   help="also score on seeds SEED+1 ... SEED+K-1 and give each metric's mean and std over the K "
+                        "draws (\"draws\"; the top level stays SEED's draw; default 1)")
     p.add_argument("--backend", choices=["numpy", "cupy"])
     p.add_argument("--data-dir", help="MNIST folder, if the run's is gone")
 

@@ -55,6 +55,8 @@ def _main(argv, capsys):
     (["train", "--set", "nonsense=1"], "unknown recipe keys ['nonsense']"),
     (["train", "--set", "novalue"], "--set expects KEY=VALUE"),
     (["train", "--config", "missing.json"], "cannot read a JSON recipe"),
+    (["eval", "r", "--draws", "0"], "--draws must be >= 1"),
+    (["eval", "r", "--seed", "-1"], "--seed must be >= 0"),
 ])
 def test_bad_numbers_are_one_line_usage_errors(argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

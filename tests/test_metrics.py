@@ -95,6 +95,43 @@ def test_eval_cli_on_ring8_and_mnist_runs(tmp_path):
     assert len(r.stdout.strip().splitlines()) == 1
 
 
+def test_summarize_draws_gives_each_number_its_mean_and_sample_std():
+    draws = [{"preset": "x", "fid": 10.0, "ema_g": {"fid": 1.0, "kl": math.inf}, "floor": {"fid": 4.0}, "curves": "a"},
+             {"preset": "x", "fid": 12.0, "ema_g": {"fid": 2.0, "kl": 0.5}, "floor": {"fid": 4.0}, "curves": "b"},
+             {"preset": "x", "fid": 14.0, "ema_g": {"fid": 6.0, "kl": 0.5}, "floor": {"fid": 5.0}, "curves": "c"}]
+    s = metrics.summarize_draws(draws)
+    assert s["mean"]["fid"] == pytest.approx(12.0) and s["std"]["fid"] == pytest.approx(2.0)      # ddof 1
+    assert s["mean"]["ema_g"]["fid"] == pytest.approx(3.0) and s["std"]["ema_g"]["fid"] == pytest.approx(np.sqrt(7))
+    assert s["mean"]["floor"]["fid"] == pytest.approx(13 / 3) and math.isinf(s["mean"]["ema_g"]["kl"])
+    assert "preset" not in s["mean"] and "curves" not in s["std"]                 # text is left out
+    one = metrics.summarize_draws(draws[:1])
+    assert one["mean"]["fid"] == 10.0 and one["std"]["fid"] == 0.0
+    with pytest.raises(ValueError, match="no results"):
+        metrics.summarize_draws([])
+
+
+def test_eval_draws_average_the_seeds_each_scored_alone(tmp_path):
+    r = run_minigan("train", "--preset", "mlp-mnist", "--steps", "3", "--batch-size", "16", "--out", "r", "--data-dir",
+                    str(shared_data("mnist")), "--quiet", "--set", "select_samples=0", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = run_minigan("eval", "r", "--json", "--seed", "3", "--draws", "3", "--n", "300", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    alone = []
+    for seed in (3, 4, 5):
+        r = run_minigan("eval", "r", "--json", "--seed", str(seed), "--n", "300", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        alone.append(json.loads(r.stdout))
+    assert out["draws"]["seeds"] == [3, 4, 5]
+    assert out["fid"] == alone[0]["fid"]                                         # the top level: --seed's draw
+    fid = [a["fid"] for a in alone]
+    assert len(set(fid)) == 3                                                   # the draws differ ...
+    assert out["draws"]["mean"]["fid"] == pytest.approx(np.mean(fid))           # ... and are averaged
+    assert out["draws"]["std"]["fid"] == pytest.approx(np.std(fid, ddof=1))
+    floor = [a["floor"]["fid"] for a in alone]                                  # (other real subsets too)
+    assert out["draws"]["mean"]["floor"]["fid"] == pytest.approx(np.mean(floor)) and len(set(floor)) == 3
+
+
 def test_stacked_eval_counts_modes(tmp_path):
     from minigan.gan.trainer import Trainer
 
