@@ -108,6 +108,25 @@ def test_quality_image_table_counts_the_goal_on_the_ratio_to_the_floor_and_step_
     assert q.step_seconds(tmp_path) == 1.0
 
 
+def test_quality_image_table_gives_the_goal_on_the_draws_means_when_scored_on_several():
+    q = _quality()
+
+    def row(seed, fid, floor, draws_fid, draws_floor, draws_kl):
+        return dict(seed=seed, fid=fid, floor={"fid": floor}, digit_kl=0.005, inception_score=9.0, precision=0.9,
+                    recall=0.9, sampler="ema", step_s=0.1, wall=10.0, recipe={"steps": 5},
+                    draws={"seeds": [0, 1, 2], "mean": {"fid": draws_fid, "floor": {"fid": draws_floor},
+                                                        "digit_kl": draws_kl},
+                           "std": {"fid": 1.0, "floor": {"fid": 0.5}, "digit_kl": 0.001}})
+    rows = [row(0, 7.9, 4.0, 9.0, 3.0, 0.005),      # met on eval seed 0 alone, 3.0x over the draws
+            row(1, 7.0, 4.0, 6.0, 3.5, 0.005),      # met both ways
+            row(2, 7.0, 4.0, 6.0, 3.5, 0.02)]       # the draws' digit KL misses
+    text = "\n".join(q.table("resnet-mnist", rows))
+    assert "**3/3**" in text and "on the draws' means: **1/3**" in text and "eval seeds 0 / 1 / 2" in text
+    assert "| 0 | 7.90 | 4.00 | 2.0 | 9.00 +- 1.00 | 3.0 | 0.0050 |" in text
+    one_draw = [{k: v for k, v in r.items() if k != "draws"} for r in rows]
+    assert "over the draws" not in "\n".join(q.table("resnet-mnist", one_draw))
+
+
 def test_quality_recipe_line_names_the_keys_the_runs_differ_in_and_tells_bookkeeping_apart():
     q = _quality()
     base = {"lr_d": 4e-4, "steps": 5000, "eval_every": 0, "eval_samples": 1000, "sample_every": 500}

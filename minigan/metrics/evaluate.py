@@ -203,7 +203,7 @@ def summarize_draws(results):
         mean = (1/K) sum_k v_k,    std = sqrt( sum_k (v_k - mean)^2 / (K - 1) )   (0 when K = 1),
     nested as the results are (``mean["ema_g"]["fid"]``); text entries are left out, and an entry that is not a
     number in every draw (a reverse KL of inf, say) is averaged as it is: inf or nan.  One draw's MNIST FID at
-    5,000 samples moves by 10-15 % with the seed and its real-vs-real floor by ~25 %, so means over draws are
+    5,000 samples moves by 9-17 % with the seed and its real-vs-real floor by ~25 %, so means over draws are
     what to compare recipes by."""
     if not results:
         raise ValueError("summarize_draws: no results given (expected one evaluate() result per draw)")
