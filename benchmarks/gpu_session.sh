@@ -21,7 +21,7 @@
 #                                              # off), gemm_rate, ops, penalty_step,
 #                                              # dcgan-mnist training picture
 #     bash benchmarks/gpu_session.sh quality   # #12's conv rows with quality.py on cupy (PRESETS, SEEDS,
-#                                              # FIRST_SEED, STEPS, SET, TRAIN_S, RUNS, PLAIN_TESTS from
+#                                              # FIRST_SEED, STEPS, SET, TRAIN_S, RUNS, PLAIN_TESTS, DRAWS from
 #                                              # the environment; see the part)
 # Owed at the end of session 25 (one call, the session's only one: start ~30 s + ~590 s):
 #     PLAIN_TESTS=1 TRAIN_S=520 PRESETS=dcgan-mnist SEEDS=3 bash benchmarks/gpu_session.sh quality  # (timeout 600)
@@ -161,7 +161,9 @@ elif [ "$part" = quality ]; then
     # (timeout stops quality.py, not the trainings it started; only these: a bare pkill -f "minigan train"
     # also killed another job's trainings on a shared machine, session 25)
     pkill -f "minigan train .*$runs/" && sleep 3
-    TAIL=40 section quality_scored 100 "${q[@]}" --from-runs
+    # DRAWS=K: the MNIST runs scored on eval seeds 0..K-1 too (quality.py --draws; one draw's FID moves 9-17 %,
+    # its floor ~25 %: quality.md session 43), 100 s of the call for each draw
+    TAIL=40 section quality_scored $((100 * ${DRAWS:-1})) "${q[@]}" --from-runs --draws "${DRAWS:-1}"
     cp benchmarks/quality.md "$out/quality.md"
     (cd "$runs" && tar -czf "$out/runs.tar.gz" --exclude='*.npz' .) 2>/dev/null
 else
