@@ -339,7 +339,7 @@ def main():
             if not (run / "checkpoint.npz").exists():
                 print(f"{run}: no run, skipped", file=sys.stderr)
                 continue
-            m = score(run, args.draws)
+            m = score(run, args.draws if preset in IMAGE_GOALS else 1)
             rows.append(m)
             print(f"{preset} seed {m['seed']}: {summary(m)} ({m['sampler']})", file=sys.stderr, flush=True)
         if rows:

@@ -248,7 +248,7 @@ PRESETS = {
     # AVX-512 CPU (0.45 s a step, two BLAS threads).  Seed 2 from scratch (session 41): 36.8 at 5k, 10.1 at 15k (2.14x).
     # Seed 0 from scratch (session 42): 30.9 at 5k, 12.3 at 15k (2.61x; digit KL 0.015, over the goal), 13.6 at 17k.
     # Each of those is one eval draw (seed 0: a high floor, 4.72); on eval seeds 0-4 the 15k runs average FID
-    # 13.5 (seed 0) and 12.3 (seed 2) against a floor of 3.65, 3.7x and 3.4x, flat from 11k-13k on (session 43).
+    # 13.5 (seed 0) and 12.3 (seed 2) against a floor of 3.65, 3.7x and 3.4x, flat from 11k / 13k on (session 43).
     "resnet-mnist": Preset(_resnet_mnist, dict(data="mnist", z_dim=128, steps=15000, batch_size=64, ema=0.999,
                                                lr_g=4e-4, lr_d=4e-4, penalty="r1", penalty_weight=0.1,
                                                penalty_every=4, select_samples=MNIST_SELECT),
