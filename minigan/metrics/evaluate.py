@@ -201,10 +201,10 @@ def summarize_draws(results):
     """-> {"mean": ..., "std": ...}: each numeric entry of K evaluate() results (K >= 1, the same run scored on
     K seeds: other noise and other real subsets) as its mean and sample standard deviation over the K draws,
         mean = (1/K) sum_k v_k,    std = sqrt( sum_k (v_k - mean)^2 / (K - 1) )   (0 when K = 1),
-    nested as the results are (``mean["ema_g"]["fid"]``); text entries are left out, and an entry that is not a
-    number in every draw (a reverse KL of inf, say) is averaged as it is: inf or nan.  One draw's MNIST FID at
-    5,000 samples moves by 9-17 % with the seed and its real-vs-real floor by ~25 %, so means over draws are
-    what to compare recipes by."""
+    nested as the results are (``mean["ema_g"]["fid"]``); an entry that is not a number in every draw (text, or
+    missing from one) is left out, and a non-finite one (a reverse KL of inf) is averaged as it is: inf or nan.
+    One draw's MNIST FID at 5,000 samples moves by 9-17 % with the seed and its real-vs-real floor by ~25 %, so
+    means over draws are what to compare recipes by."""
     if not results:
         raise ValueError("summarize_draws: no results given (expected one evaluate() result per draw)")
 
